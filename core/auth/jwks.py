@@ -1,0 +1,48 @@
+"""JWTs from a JWKS issuer (``AUTH_MODE=jwt``), e.g. a Cognito user pool.
+
+Keys are fetched from ``JWT_JWKS_URL`` by PyJWT's ``PyJWKClient`` and cached; an unknown
+``kid`` triggers one refetch (key rotation). Cognito access tokens carry ``client_id``
+instead of ``aud``: either matches ``JWT_AUDIENCE``.
+"""
+
+from __future__ import annotations
+
+import jwt
+
+from core.auth.base import Principal, TokenVerifier, principal_from_claims, unauthorized_from
+from core.errors import Unauthorized
+
+_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384"]
+
+
+class JwksVerifier(TokenVerifier):
+    def __init__(
+        self, jwks_url: str, issuer: str | None, audience: str | None, leeway_s: int = 30
+    ) -> None:
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5)
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_s
+
+    def verify(self, token: str) -> Principal:
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=_ALGORITHMS,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["sub", "exp"], "verify_aud": False},
+            )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise Unauthorized("Could not fetch the issuer's signing keys.") from exc
+        except jwt.PyJWTError as exc:
+            raise unauthorized_from(exc) from exc
+        if self._audience is not None:
+            aud = claims.get("aud", claims.get("client_id"))
+            audiences = aud if isinstance(aud, list) else [aud]
+            if self._audience not in audiences:
+                raise Unauthorized("Token audience does not match.", code="invalid_token")
+        claims.pop("scope", None)  # OAuth scopes are not this service's URL scopes
+        return principal_from_claims(claims)

@@ -1,0 +1,1 @@
+"""Litestar glue shared by both apps: OpenAI-shaped error handlers and bearer auth."""

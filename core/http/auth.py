@@ -1,0 +1,43 @@
+"""Bearer-token authentication as a Litestar dependency (``principal``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+
+from core.auth.base import Principal, TokenVerifier
+from core.auth.jwks import JwksVerifier
+from core.errors import Unauthorized
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+async def verify_bearer(verifier: TokenVerifier, token: str) -> Principal:
+    if isinstance(verifier, JwksVerifier):  # may fetch keys over the network
+        return await asyncio.to_thread(verifier.verify, token)
+    return verifier.verify(token)
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized(
+            "You didn't provide an API key. Send 'Authorization: Bearer <token>'.",
+            code="missing_api_key",
+        )
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verify_bearer(verifier, token)
+
+
+PRINCIPAL_DEPENDENCY = {"principal": Provide(provide_principal)}

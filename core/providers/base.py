@@ -1,0 +1,79 @@
+"""The provider interface: a cancellable stream of deltas, and a whole completion.
+
+A stream is an async iterator of :class:`TokenDelta` items ending with exactly one
+:class:`Finish`. Closing it early (``aclose()``, or cancelling the task that iterates it)
+must release the upstream call: for HTTP providers the connection is closed, so the
+upstream stops generating and billing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from core.schemas.chat import ChatCompletionRequest, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str
+    usage: Usage
+
+
+UpstreamEvent = TokenDelta | Finish
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+class ModelProvider(abc.ABC):
+    """One upstream (a scripted local model, or any OpenAI-compatible server)."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[str]:
+        """Model ids this provider serves."""
+
+    async def has_model(self, model: str) -> bool:
+        return model in await self.list_models()
+
+    @abc.abstractmethod
+    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+        """Deltas as the model produces them, then one :class:`Finish`."""
+
+    async def complete(self, request: ChatCompletionRequest) -> Completion:
+        """The whole completion (the default drains :meth:`stream`)."""
+        parts: list[str] = []
+        finish: Finish | None = None
+        stream = self.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, TokenDelta):
+                    parts.append(event.text)
+                else:
+                    finish = event
+        finally:
+            await _aclose(stream)
+        if finish is None:  # pragma: no cover - providers always finish
+            finish = Finish("stop", Usage(0, 0, 0))
+        return Completion("".join(parts), finish.reason, finish.usage)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""
+
+
+async def _aclose(stream: AsyncIterator[UpstreamEvent]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,93 @@
+"""Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama.cpp) via the official SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import openai
+from openai import AsyncOpenAI
+
+from core.errors import ApiError, InvalidRequest, NotFound, RateLimited, UpstreamError
+from core.providers.base import Finish, ModelProvider, TokenDelta, UpstreamEvent
+from core.schemas.chat import ChatCompletionRequest, Usage
+
+_MODELS_TTL_S = 300.0
+
+
+class OpenAIProvider(ModelProvider):
+    name = "openai"
+
+    def __init__(self, client: AsyncOpenAI, allowed_models: list[str] | None = None) -> None:
+        self.client = client
+        self._allowed = allowed_models or None
+        self._cached: tuple[float, list[str]] | None = None
+
+    async def list_models(self) -> list[str]:
+        if self._allowed:
+            return list(self._allowed)
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > _MODELS_TTL_S:
+            try:
+                page = await self.client.models.list()
+            except openai.APIError as exc:
+                raise _translate(exc) from exc
+            self._cached = (now, [m.id for m in page.data])
+        return list(self._cached[1])
+
+    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+        try:
+            upstream = await self.client.chat.completions.create(
+                **request.to_openai_kwargs(),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.APIError as exc:
+            raise _translate(exc) from exc
+        reason = "stop"
+        usage = Usage(0, 0, 0)
+        try:
+            async for chunk in upstream:
+                if chunk.usage is not None:
+                    usage = Usage(
+                        chunk.usage.prompt_tokens,
+                        chunk.usage.completion_tokens,
+                        chunk.usage.total_tokens,
+                    )
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield TokenDelta(choice.delta.content)
+                    if choice.finish_reason:
+                        reason = choice.finish_reason
+        except openai.APIError as exc:
+            raise _translate(exc) from exc
+        finally:
+            # Closing the response closes the HTTP connection: the upstream stops generating.
+            await upstream.close()
+        yield Finish(reason, usage)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _translate(exc: openai.APIError) -> ApiError:
+    """Map SDK errors onto this API's errors, keeping the client-facing status."""
+    message = f"Upstream model error: {exc.message}"
+    if isinstance(exc, openai.NotFoundError):
+        return NotFound(message, code="model_not_found")
+    if isinstance(exc, openai.RateLimitError):
+        return RateLimited(message, retry_after_s=_retry_after(exc))
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return InvalidRequest(message)
+    if isinstance(exc, openai.APIStatusError):
+        return UpstreamError(message, retryable=exc.status_code >= 500)
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamError("Upstream model timed out.", status_code=504)
+    return UpstreamError(message)
+
+
+def _retry_after(exc: openai.APIStatusError) -> int:
+    try:
+        return int(float(exc.response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1

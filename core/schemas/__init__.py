@@ -1,0 +1,1 @@
+"""OpenAI-compatible wire schemas (msgspec structs)."""

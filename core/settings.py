@@ -1,0 +1,95 @@
+"""Configuration from environment variables (SPEC section 2), validated once at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_DEFAULT = "rtai-dev-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    """Every knob of both runtimes. Names match SPEC section 2 (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    # --- model provider -------------------------------------------------------------
+    llm_provider: Literal["local", "openai"] | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_timeout_s: float = Field(default=60.0, gt=0)
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    # Comma-separated allow-list; empty means "whatever the upstream lists".
+    models: str = ""
+    local_models: str = "local-model,gpt-4o-mini,gpt-4o,gpt-4.1-mini,gpt-4.1,gpt-5-mini,gpt-5"
+    local_ttft_ms: float = Field(default=250.0, ge=0)
+    local_token_delay_ms: float = Field(default=30.0, ge=0)
+
+    # --- storage --------------------------------------------------------------------
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
+    dynamodb_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    streams_table: str = "rtai-streams"
+    jobs_table: str = "rtai-jobs"
+    files_bucket: str = "rtai-files"
+    batch_queue_url: str | None = None
+
+    # --- auth -----------------------------------------------------------------------
+    auth_mode: Literal["jwt", "dev"] = "dev"
+    auth_dev_secret: SecretStr = SecretStr(DEV_SECRET_DEFAULT)
+    dev_token_ttl_s: int = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    # Signs the short-lived URL tokens for EventSource/WebSocket (browsers can't set headers).
+    url_token_secret: SecretStr | None = None
+    url_token_ttl_s: int = Field(default=3600, gt=0, le=24 * 3600)
+
+    # --- request limits (documented in docs/limits.md) ------------------------------
+    max_request_bytes: int = Field(default=1_048_576, gt=0)
+    max_messages: int = Field(default=256, gt=0)
+    max_message_chars: int = Field(default=200_000, gt=0)
+    max_output_tokens: int = Field(default=16_384, gt=0)
+
+    # --- streaming ------------------------------------------------------------------
+    keepalive_s: float = Field(default=15.0, gt=0)
+    resume_grace_s: float = Field(default=20.0, ge=0)
+    max_streams_per_user: int = Field(default=3, gt=0)
+    stream_limit_policy: Literal["reject", "replace"] = "reject"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.auth_mode == "jwt" and not self.jwt_jwks_url:
+            raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL (and usually JWT_ISSUER)")
+        if self.provider == "openai" and self.openai_api_key is None and not self.openai_base_url:
+            raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        return self
+
+    @property
+    def provider(self) -> Literal["local", "openai"]:
+        """SPEC: `local` unless `OPENAI_API_KEY` is set."""
+        if self.llm_provider is not None:
+            return self.llm_provider
+        return "openai" if self.openai_api_key is not None else "local"
+
+    @property
+    def url_token_key(self) -> str:
+        secret = self.url_token_secret or self.auth_dev_secret
+        return secret.get_secret_value()
+
+    @property
+    def is_local_aws(self) -> bool:
+        return self.dynamodb_endpoint_url is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read from the environment once)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The REST API Lambda: OpenAI-compatible, Litestar wrapped by Mangum."""

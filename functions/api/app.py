@@ -1,0 +1,44 @@
+"""The REST API app factory. Same app on Lambda (via Mangum) and in ``make dev``."""
+
+from __future__ import annotations
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.types import ControllerRouterHandler
+
+from core.auth import build_verifier
+from core.auth.factory import dev_tokens
+from core.http.auth import PRINCIPAL_DEPENDENCY
+from core.http.errors import EXCEPTION_HANDLERS
+from core.providers import ModelProvider, build_provider
+from core.settings import Settings, get_settings
+from functions.api.domain.chat.controller import ChatController
+from functions.api.domain.dev_auth.controller import DevTokenController
+from functions.api.domain.models.controller import ModelsController
+
+
+@get("/api/healthz", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, provider: ModelProvider | None = None) -> Litestar:
+    """Build the app. Clients are made here, once, not per request (Mangum runs no lifespan)."""
+    settings = settings or get_settings()
+    handlers: list[ControllerRouterHandler] = [healthz, ChatController, ModelsController]
+    state = {
+        "settings": settings,
+        "provider": provider or build_provider(settings),
+        "verifier": build_verifier(settings),
+    }
+    if settings.auth_mode == "dev":
+        handlers.append(DevTokenController)
+        state["dev_tokens"] = dev_tokens(settings)
+    return Litestar(
+        route_handlers=handlers,
+        dependencies=PRINCIPAL_DEPENDENCY,
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_bytes,
+        state=State(state),
+        openapi_config=None,
+    )

@@ -1,0 +1,1 @@
+"""Vertical slices of the REST API, one folder per feature."""

@@ -1,0 +1,1 @@
+"""Non-streaming chat completions."""

@@ -1,0 +1,48 @@
+"""``POST /api/v1/chat/completions`` (non-streaming; streams live on the stream service)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, post
+
+from core.auth import Principal
+from core.errors import InvalidRequest, NotFound
+from core.providers import ModelProvider
+from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
+from core.settings import Settings
+
+
+async def ensure_model(provider: ModelProvider, model: str) -> None:
+    if not await provider.has_model(model):
+        raise NotFound(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+
+
+class ChatController(Controller):
+    path = "/api/v1/chat/completions"
+
+    @post(status_code=200)
+    async def create(self, request: Request[Any, Any, Any], principal: Principal) -> dict[str, Any]:
+        settings: Settings = request.app.state.settings
+        chat = parse_chat_request(await request.body(), settings)
+        if chat.stream:
+            raise InvalidRequest(
+                "Streaming is served by the stream service: POST /stream/v1/chat/completions "
+                "with stream=true (same request body).",
+                param="stream",
+                code="use_stream_endpoint",
+            )
+        provider: ModelProvider = request.app.state.provider
+        await ensure_model(provider, chat.model)
+        result = await provider.complete(chat)
+        return completion_body(
+            completion_id=new_completion_id(),
+            model=chat.model,
+            text=result.text,
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+        )

@@ -1,0 +1,1 @@
+"""Dev tokens (``AUTH_MODE=dev`` only)."""
