@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     llm_provider: Literal["local", "openai"] | None = None
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    # In AWS the key lives in Secrets Manager; Lambda reads it by ARN at cold start
+    # (ECS injects OPENAI_API_KEY itself from the same secret).
+    openai_api_key_secret_arn: str | None = None
     openai_timeout_s: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     # Comma-separated allow-list; empty means "whatever the upstream lists".
@@ -50,6 +53,7 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = Field(default=30, ge=0, le=300)
     # Signs the short-lived URL tokens for EventSource/WebSocket (browsers can't set headers).
     url_token_secret: SecretStr | None = None
+    url_token_secret_arn: str | None = None
     url_token_ttl_s: int = Field(default=3600, gt=0, le=24 * 3600)
 
     # --- request limits (documented in docs/limits.md) ------------------------------
@@ -68,7 +72,12 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.auth_mode == "jwt" and not self.jwt_jwks_url:
             raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL (and usually JWT_ISSUER)")
-        if self.provider == "openai" and self.openai_api_key is None and not self.openai_base_url:
+        if (
+            self.provider == "openai"
+            and self.openai_api_key is None
+            and not self.openai_base_url
+            and not self.openai_api_key_secret_arn
+        ):
             raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
         return self
 
@@ -77,7 +86,8 @@ class Settings(BaseSettings):
         """SPEC: `local` unless `OPENAI_API_KEY` is set."""
         if self.llm_provider is not None:
             return self.llm_provider
-        return "openai" if self.openai_api_key is not None else "local"
+        has_key = self.openai_api_key is not None or self.openai_api_key_secret_arn is not None
+        return "openai" if has_key else "local"
 
     @property
     def url_token_key(self) -> str:
@@ -89,7 +99,24 @@ class Settings(BaseSettings):
         return self.dynamodb_endpoint_url is not None
 
 
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fill secrets given by ARN (Secrets Manager, cached by Powertools) into the settings."""
+    updates: dict[str, SecretStr] = {}
+    if settings.openai_api_key is None and settings.openai_api_key_secret_arn:
+        updates["openai_api_key"] = SecretStr(_read_secret(settings.openai_api_key_secret_arn))
+    if settings.url_token_secret is None and settings.url_token_secret_arn:
+        updates["url_token_secret"] = SecretStr(_read_secret(settings.url_token_secret_arn))
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _read_secret(arn: str) -> str:
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    value = get_secret(arn, max_age=3600)
+    return value if isinstance(value, str) else value.decode()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (read from the environment once)."""
-    return Settings()
+    """The process-wide settings (read from the environment once, secrets resolved)."""
+    return resolve_secrets(Settings())
