@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from core.auth.base import Principal, TokenVerifier
 from core.auth.jwks import JwksVerifier
@@ -41,3 +41,6 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 
 
 PRINCIPAL_DEPENDENCY = {"principal": Provide(provide_principal)}
+
+# Annotate a handler parameter named ``principal`` with this to require a bearer token.
+AuthPrincipal: TypeAlias = NamedDependency[Principal]

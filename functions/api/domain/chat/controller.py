@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, post
 
-from core.auth import Principal
 from core.errors import InvalidRequest, NotFound
+from core.http.auth import AuthPrincipal
 from core.providers import ModelProvider
 from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
 from core.settings import Settings
@@ -26,7 +26,9 @@ class ChatController(Controller):
     path = "/api/v1/chat/completions"
 
     @post(status_code=200)
-    async def create(self, request: Request[Any, Any, Any], principal: Principal) -> dict[str, Any]:
+    async def create(
+        self, request: Request[Any, Any, Any], principal: AuthPrincipal
+    ) -> dict[str, Any]:
         settings: Settings = request.app.state.settings
         chat = parse_chat_request(await request.body(), settings)
         if chat.stream:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.params import FromPath
 
-from core.auth import Principal
 from core.errors import NotFound
+from core.http.auth import AuthPrincipal
 from core.providers import ModelProvider
 
 _CREATED = 1_700_000_000
@@ -22,7 +23,7 @@ class ModelsController(Controller):
 
     @get()
     async def list_models(
-        self, request: Request[Any, Any, Any], principal: Principal
+        self, request: Request[Any, Any, Any], principal: AuthPrincipal
     ) -> dict[str, Any]:
         provider: ModelProvider = request.app.state.provider
         models = await provider.list_models()
@@ -30,7 +31,7 @@ class ModelsController(Controller):
 
     @get("/{model_id:str}")
     async def retrieve(
-        self, request: Request[Any, Any, Any], principal: Principal, model_id: str
+        self, request: Request[Any, Any, Any], principal: AuthPrincipal, model_id: FromPath[str]
     ) -> dict[str, Any]:
         provider: ModelProvider = request.app.state.provider
         if not await provider.has_model(model_id):

@@ -1,0 +1,199 @@
+"""A scripted OpenAI-compatible upstream server, for tests, benchmarks and offline demos.
+
+It serves ``POST /v1/chat/completions`` (streaming and not) and ``GET /v1/models`` as a
+raw ASGI app, emits tokens at a fixed cadence, and records what a provider does to it:
+requests, streams completed, and streams whose client disconnected early (the proof that
+cancelling a stream closes the upstream connection).
+
+Each token is ``" w<N>"``; with ``stamp=True`` it is ``" w<N>@<emit time in ns>"`` so a
+benchmark can measure added latency end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class UpstreamStats:
+    requests: int = 0
+    streams_started: int = 0
+    streams_completed: int = 0
+    disconnects: int = 0
+    active: int = 0
+    disconnect_events: list[float] = field(default_factory=list)
+
+
+class ScriptedUpstream:
+    def __init__(
+        self,
+        *,
+        ttft_s: float = 0.02,
+        interval_s: float = 0.01,
+        default_tokens: int = 20,
+        models: tuple[str, ...] = ("upstream-model",),
+        stamp: bool = False,
+    ) -> None:
+        self.ttft_s = ttft_s
+        self.interval_s = interval_s
+        self.default_tokens = default_tokens
+        self.models = models
+        self.stamp = stamp
+        self.stats = UpstreamStats()
+        self.last_request: dict[str, Any] | None = None
+
+    def token(self, index: int) -> str:
+        if self.stamp:
+            return f" w{index}@{time.time_ns()}"
+        return f" w{index}"
+
+    def expected_text(self, tokens: int) -> str:
+        return "".join(f" w{i}" for i in range(tokens))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope["path"].rstrip("/")
+        if scope["method"] == "GET" and path.endswith("/models"):
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.models
+            ]
+            await _json(send, 200, {"object": "list", "data": data})
+            return
+        if scope["method"] != "POST" or not path.endswith("/chat/completions"):
+            await _json(
+                send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}}
+            )
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.stats.requests += 1
+        request = json.loads(body)
+        self.last_request = request
+        if request.get("model") not in self.models:
+            await _json(
+                send,
+                404,
+                {"error": {"message": "model not found", "type": "invalid_request_error"}},
+            )
+            return
+        tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 0)
+        tokens = tokens or self.default_tokens
+        if request.get("stream"):
+            await self._stream(request, tokens, receive, send)
+        else:
+            await asyncio.sleep(self.ttft_s)
+            text = self.expected_text(tokens)
+            await _json(send, 200, _completion(request["model"], text, tokens))
+
+    async def _stream(
+        self, request: dict[str, Any], tokens: int, receive: Receive, send: Send
+    ) -> None:
+        self.stats.streams_started += 1
+        self.stats.active += 1
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+        emitter = asyncio.create_task(self._emit(request["model"], tokens, send))
+        watcher = asyncio.create_task(_wait_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({emitter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher in done:
+                self.stats.disconnects += 1
+                self.stats.disconnect_events.append(time.monotonic())
+            else:
+                self.stats.streams_completed += 1
+        finally:
+            for task in (emitter, watcher):
+                task.cancel()
+            self.stats.active -= 1
+
+    async def _emit(self, model: str, tokens: int, send: Send) -> None:
+        created = int(time.time())
+
+        async def chunk(payload: dict[str, Any]) -> None:
+            data = b"data: " + json.dumps(payload).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        base = {
+            "id": "chatcmpl-upstream",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        await asyncio.sleep(self.ttft_s)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index in range(tokens):
+            if index:  # fixed cadence, not drifting with send time
+                await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
+            delta = {"content": self.token(index)}
+            if index == 0:
+                delta["role"] = "assistant"
+            await chunk({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        await chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        usage = {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}
+        await chunk({**base, "choices": [], "usage": usage})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _completion(model: str, text: str, tokens: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1},
+    }
