@@ -1,12 +1,55 @@
-"""``python -m stream_service --host H --port P``: one node of the stream service."""
+"""``python -m stream_service --host H --port P``: one node of the stream service.
+
+SIGTERM drains the node before uvicorn stops: new streams are refused (503), connected
+clients are told to reconnect (an SSE ``retry:`` hint, then the connection closes), and
+running producers finish and flush, all within ``DRAIN_S``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
+import socket
+from types import FrameType
 
 import uvicorn
 
 from stream_service.app import create_app
+from stream_service.config import get_stream_settings
+from stream_service.engine.engine import StreamEngine
+
+log = logging.getLogger("rtai.stream")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, engine: StreamEngine) -> None:
+        super().__init__(config)
+        self.engine = engine
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._drain is None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._begin_drain)
+            return
+        super().handle_exit(sig, frame)
+
+    def _begin_drain(self) -> None:
+        if self._drain is None:
+            log.warning("SIGTERM: draining for up to %.0f s", self.engine.config.drain_s)
+            self._drain = asyncio.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self.engine.drain()
+        finally:
+            self.should_exit = True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,16 +58,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    uvicorn.run(
-        create_app(),
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    app = create_app()
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         loop="uvloop",
         http="httptools",
         log_level=args.log_level,
-        timeout_graceful_shutdown=None,
         access_log=False,
+        timeout_graceful_shutdown=max(1, int(get_stream_settings().drain_s / 3)),
+        timeout_keep_alive=75,  # above the ALB's idle timeout's keep-alive expectations
     )
+    DrainingServer(config, app.state.engine).run()
 
 
 if __name__ == "__main__":

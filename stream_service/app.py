@@ -1,24 +1,75 @@
-"""The stream service app factory."""
+"""The stream service app factory: engine, store and provider built once, routes mounted."""
 
 from __future__ import annotations
 
-from litestar import Litestar, get
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
 from litestar.datastructures import State
 
+from core.auth import UrlTokens, build_verifier
+from core.aws import clients
+from core.aws.tables import ensure_tables
+from core.http.auth import PRINCIPAL_DEPENDENCY
 from core.http.errors import EXCEPTION_HANDLERS
+from core.providers import ModelProvider, build_provider
 from core.settings import Settings, get_settings
+from stream_service.config import StreamSettings, get_stream_settings
+from stream_service.domain.chat.controller import StreamChatController
+from stream_service.domain.ops.controller import healthz, metrics
+from stream_service.domain.streams.controller import StreamsController
+from stream_service.engine.engine import StreamEngine
+from stream_service.store import StreamStore
+from stream_service.store.dynamodb import DynamoStreamStore
 
 
-@get("/stream/healthz", sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def build_store(settings: Settings, config: StreamSettings) -> StreamStore:
+    client = clients.dynamodb(settings)
+    if settings.is_local_aws:
+        ensure_tables(client, settings)
+    return DynamoStreamStore(
+        client, settings.streams_table, ttl_s=config.stream_ttl_s, max_batch=config.flush_max_events
+    )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    config: StreamSettings | None = None,
+    store: StreamStore | None = None,
+    provider: ModelProvider | None = None,
+) -> Litestar:
     settings = settings or get_settings()
+    config = config or get_stream_settings()
+    engine = StreamEngine(
+        settings,
+        config,
+        store or build_store(settings, config),
+        provider or build_provider(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
     return Litestar(
-        route_handlers=[healthz],
+        route_handlers=[healthz, metrics, StreamsController, StreamChatController],
+        dependencies=PRINCIPAL_DEPENDENCY,
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"settings": settings}),
+        request_max_body_size=settings.max_request_bytes,
+        lifespan=[lifespan],
+        state=State(
+            {
+                "settings": settings,
+                "stream_config": config,
+                "engine": engine,
+                "verifier": build_verifier(settings),
+                "url_tokens": UrlTokens(settings.url_token_key, settings.url_token_ttl_s),
+            }
+        ),
         openapi_config=None,
     )

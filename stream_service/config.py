@@ -1,0 +1,61 @@
+"""Stream-service knobs beyond SPEC section 2 (those live in :mod:`core.settings`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class StreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    node_id: str = Field(default_factory=_default_node_id)
+    # Store batching: at most one event-batch write per stream per interval (or sooner at N).
+    flush_interval_ms: int = Field(default=250, ge=100, le=5000)
+    flush_max_events: int = Field(default=64, ge=1, le=512)
+    # Producer lease: a producer whose lease lapses is declared lost by any node.
+    lease_ttl_s: float = Field(default=6.0, gt=0)
+    # How often a producer polls the store for cross-node facts (cancel, remote readers).
+    poll_interval_ms: int = Field(default=250, ge=20, le=5000)
+    # How often a reader on a non-producer node looks for new events in the store.
+    tail_interval_ms: int = Field(default=150, ge=20, le=5000)
+    # Slots (per-user stream limit) are leases too; renewed well inside their TTL.
+    slot_ttl_s: float = Field(default=30.0, gt=0)
+    # Events kept in memory per stream; older ones are served from the store.
+    memory_window: int = Field(default=4096, ge=16)
+    # How long a finished stream stays in memory for fast resumes.
+    retain_s: float = Field(default=60.0, ge=0)
+    # Stored events live this long (DynamoDB TTL).
+    stream_ttl_s: int = Field(default=24 * 3600, gt=0)
+    # SIGTERM: the bound on draining (the ALB deregistration delay matches it).
+    drain_s: float = Field(default=30.0, gt=0)
+    # SSE `retry:` hint, in ms, sent at connect and when a draining node asks clients to reconnect.
+    retry_ms: int = Field(default=1000, ge=0)
+    # Largest accepted Last-Event-ID / seq (guards int parsing, not a stream length limit).
+    max_seq: int = Field(default=10_000_000, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamSettings:
+        if self.lease_ttl_s * 1000 <= 2 * self.poll_interval_ms:
+            raise ValueError("LEASE_TTL_S must be well above POLL_INTERVAL_MS")
+        return self
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.lease_ttl_s / 3
+
+
+@lru_cache(maxsize=1)
+def get_stream_settings() -> StreamSettings:
+    return StreamSettings()

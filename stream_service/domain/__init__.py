@@ -1,0 +1,1 @@
+"""HTTP endpoints of the stream service, one folder per feature."""

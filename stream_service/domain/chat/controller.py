@@ -1,0 +1,50 @@
+"""``POST /stream/v1/chat/completions``: OpenAI chunk-format SSE, resumable by ``X-Stream-Id``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+
+from core.http.auth import AuthPrincipal
+from core.providers import ModelProvider
+from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
+from core.settings import Settings
+from stream_service.engine.engine import StreamEngine
+from stream_service.sse import sse_response
+
+
+class StreamChatController(Controller):
+    path = "/stream/v1/chat/completions"
+
+    @post(status_code=200)
+    async def create(
+        self, request: Request[Any, Any, Any], principal: AuthPrincipal
+    ) -> Response[Any]:
+        accepted = time.perf_counter()
+        settings: Settings = request.app.state.settings
+        chat = parse_chat_request(await request.body(), settings)
+        engine: StreamEngine = request.app.state.engine
+        if not chat.stream:  # a plain completion, for clients that share one base URL
+            provider: ModelProvider = engine.provider
+            if not await provider.has_model(chat.model):
+                from core.errors import NotFound
+
+                raise NotFound(
+                    f"The model '{chat.model}' does not exist.",
+                    code="model_not_found",
+                    param="model",
+                )
+            result = await provider.complete(chat)
+            body = completion_body(
+                completion_id=new_completion_id(),
+                model=chat.model,
+                text=result.text,
+                finish_reason=result.finish_reason,
+                usage=result.usage,
+            )
+            return Response(body)
+        stream = await engine.create(principal.sub, chat, accepted)
+        events = await engine.open(principal.sub, stream.id, 0, openai_format=True)
+        return sse_response(events, {"X-Stream-Id": stream.id})

@@ -1,0 +1,1 @@
+"""Durable streams: create, read (SSE, resumable), status, cancel."""

@@ -1,0 +1,1 @@
+"""The durable stream engine: one producer per stream, memory fan-out, batched store writes."""

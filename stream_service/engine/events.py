@@ -1,0 +1,116 @@
+"""Stream events and their SSE frames, each encoded once and shared by every consumer.
+
+Two wire formats render the same events:
+- native (``/stream/v1/streams/{id}/events``): ``id:``, ``event:`` and ``data:`` lines;
+- ``openai``: ``chat.completion.chunk`` objects, so the ``openai`` SDK can stream them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from core.schemas.chat import chunk_body
+from stream_service.store.base import StoredEvent
+
+TERMINAL = frozenset({"done", "error"})
+PING = b": ping\n\n"
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What the openai format needs to know about a stream."""
+
+    completion_id: str
+    model: str
+    created_s: int
+    include_usage: bool
+
+
+class Event:
+    __slots__ = ("_frame", "_openai", "data", "kind", "seq")
+
+    def __init__(self, seq: int, kind: str, data: bytes) -> None:
+        self.seq = seq
+        self.kind = kind
+        self.data = data
+        self._frame: bytes | None = None
+        self._openai: bytes | None = None
+
+    @classmethod
+    def make(cls, seq: int, kind: str, payload: Any) -> Event:
+        return cls(seq, kind, _json.encode(payload))
+
+    @classmethod
+    def from_stored(cls, stored: StoredEvent) -> Event:
+        return cls(*stored)
+
+    def stored(self) -> StoredEvent:
+        return (self.seq, self.kind, self.data)
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                self.seq,
+                self.kind.encode(),
+                self.data,
+            )
+        return self._frame
+
+    def openai_frame(self, info: StreamInfo) -> bytes:
+        if self._openai is None:
+            self._openai = _render_openai(self, info)
+        return self._openai
+
+    def render(self, info: StreamInfo | None) -> bytes:
+        return self.frame() if info is None else self.openai_frame(info)
+
+
+def _render_openai(event: Event, info: StreamInfo) -> bytes:
+    def chunk(**fields: Any) -> bytes:
+        return _json.encode(
+            chunk_body(
+                completion_id=info.completion_id, model=info.model, created=info.created_s, **fields
+            )
+        )
+
+    head = b"id: %d\n" % event.seq
+    payload = _decode(event.data)
+    if event.kind == "status":
+        return head + b"data: " + chunk(role="assistant", content="") + b"\n\n"
+    if event.kind == "delta":
+        return head + b"data: " + chunk(content=payload["text"]) + b"\n\n"
+    if event.kind == "done":
+        out = head + b"data: " + chunk(finish_reason=payload["finish_reason"]) + b"\n\n"
+        if info.include_usage and payload.get("usage"):
+            from core.schemas.chat import Usage
+
+            usage = msgspec.convert(payload["usage"], Usage)
+            out += b"data: " + chunk(usage=usage, with_choice=False) + b"\n\n"
+        return out + b"data: [DONE]\n\n"
+    # error: OpenAI streams errors as a data line with an "error" object; the SDK raises on it
+    error = {
+        "message": payload["message"],
+        "type": "api_error",
+        "code": payload["code"],
+        "param": None,
+    }
+    return (
+        head
+        + b"data: "
+        + _json.encode({"error": error, "retryable": payload["retryable"]})
+        + b"\n\n"
+    )
+
+
+def retry_frame(ms: int) -> bytes:
+    return b"retry: %d\n\n" % ms

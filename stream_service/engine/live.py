@@ -1,0 +1,106 @@
+"""A stream whose producer runs on this node: its recent events in memory, and its readers.
+
+Events are appended to one shared list (encoded once); each reader keeps its own position,
+so a slow reader costs no memory per event. Only the newest ``window`` events are kept:
+a reader that falls behind the window catches up from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from stream_service.engine.events import Event, StreamInfo
+
+
+@dataclass
+class Timings:
+    accepted: float
+    upstream_sent: float | None = None
+    first_token: float | None = None
+    first_byte: float | None = None
+    last_token: float | None = None
+    tokens: int = 0
+
+
+@dataclass(eq=False)
+class LiveStream:
+    id: str
+    owner: str
+    info: StreamInfo
+    window: int
+    timings: Timings
+    events: list[Event] = field(default_factory=list)
+    base: int = 1  # seq of events[0]
+    flushed_seq: int = 0
+    readers: int = 0
+    detached_since: float = field(default_factory=time.monotonic)
+    remote_reader_until_ms: int = 0
+    finished: bool = False
+    status: str = "running"
+    admitted: bool = False  # slot granted; nothing is stored before that
+    meta_written: bool = False
+    flushing: bool = False
+    last_flush: float = field(default_factory=time.monotonic)
+    last_heartbeat: float = 0.0
+    cancel_reason: str | None = None
+    slot_index: int | None = None
+    task: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Resolved by the engine once the per-user slot is granted (True) or refused (False).
+    admission: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int:
+        return self.base + len(self.events) - 1
+
+    def append(self, kind: str, payload: object) -> Event:
+        event = Event.make(self.last_seq + 1, kind, payload)
+        self.events.append(event)
+        self.wake()
+        return event
+
+    def wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - hot path, no task
+        """Wait for a new event (or a wake-up); False on timeout."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def since(self, seq: int) -> list[Event]:
+        """Events with a seq above ``seq`` that are in memory."""
+        start = max(0, seq + 1 - self.base)
+        return self.events[start:]
+
+    def unflushed(self) -> list[Event]:
+        return self.since(self.flushed_seq)
+
+    def trim(self) -> None:
+        """Drop flushed events beyond the window (readers behind it go to the store)."""
+        excess = len(self.events) - self.window
+        droppable = self.flushed_seq - self.base + 1
+        drop = min(excess, droppable)
+        if drop > 0:
+            del self.events[:drop]
+            self.base += drop
+
+    def attach(self) -> None:
+        self.readers += 1
+
+    def detach(self) -> None:
+        self.readers -= 1
+        if self.readers == 0:
+            self.detached_since = time.monotonic()

@@ -1,0 +1,137 @@
+"""The store interface the engine relies on, and the records it holds.
+
+Semantics every backend keeps:
+- ``append`` is idempotent: a batch is keyed by its first seq and written only if absent,
+  so a retried flush never writes twice.
+- ``heartbeat`` and ``finish`` succeed only for the node that owns a running stream
+  (a zombie producer learns it lost its lease).
+- ``mark_lost`` flips a running stream whose lease lapsed to ``failed`` exactly once.
+- Slots are lease records; a claim succeeds on a free, expired or expected slot.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+StoredEvent = tuple[int, str, bytes]  # (seq, kind, JSON data)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class LeaseLost(Exception):
+    """This node no longer owns the stream (another node declared it lost)."""
+
+
+@dataclass(slots=True)
+class StreamMeta:
+    id: str
+    owner: str
+    node: str
+    model: str
+    status: str = "running"  # running | completed | cancelled | failed
+    created_ms: int = field(default_factory=now_ms)
+    lease_until_ms: int = 0
+    cancel: bool = False
+    reader_until_ms: int = 0
+    last_seq: int = 0
+    completion_id: str = ""
+    include_usage: bool = False
+
+
+@dataclass(slots=True)
+class ReadResult:
+    events: list[StoredEvent]
+    newest_batch_ms: int  # when the newest batch read was written (0 if none)
+
+
+@dataclass(slots=True)
+class PollResult:
+    cancel: bool
+    reader_until_ms: int
+
+
+@dataclass(slots=True)
+class Slot:
+    index: int
+    stream_id: str
+    lease_until_ms: int
+    created_ms: int
+
+
+WriteObserver = Callable[[str, float], None]  # (operation, seconds)
+
+
+class StreamStore(abc.ABC):
+    def __init__(self, *, ttl_s: int, max_batch: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_batch = max_batch
+        self.writes = 0
+        self._observers: list[WriteObserver] = []
+
+    def observe_writes(self, observer: WriteObserver) -> None:
+        self._observers.append(observer)
+
+    def _wrote(self, op: str, seconds: float) -> None:
+        self.writes += 1
+        for observer in self._observers:
+            observer(op, seconds)
+
+    def expires_at(self) -> int:
+        return int(time.time()) + self.ttl_s
+
+    # --- streams -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create(self, meta: StreamMeta) -> None: ...
+
+    @abc.abstractmethod
+    async def get_meta(self, stream_id: str) -> StreamMeta | None: ...
+
+    @abc.abstractmethod
+    async def append(self, stream_id: str, events: list[StoredEvent]) -> bool:
+        """Write one batch (``len(events) <= max_batch``); False if it already existed."""
+
+    @abc.abstractmethod
+    async def read(self, stream_id: str, after_seq: int) -> ReadResult:
+        """Stored events with ``seq > after_seq``, in order."""
+
+    @abc.abstractmethod
+    async def last_seq(self, stream_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self, stream_id: str, node: str, lease_until_ms: int, last_seq: int
+    ) -> PollResult:
+        """Extend the producer's lease; raises :class:`LeaseLost` if it is not ours."""
+
+    @abc.abstractmethod
+    async def poll(self, stream_ids: list[str]) -> dict[str, PollResult]:
+        """Cross-node facts for running streams (cancel flags, remote reader heartbeats)."""
+
+    @abc.abstractmethod
+    async def finish(self, stream_id: str, node: str, status: str, last_seq: int) -> None: ...
+
+    @abc.abstractmethod
+    async def request_cancel(self, stream_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def touch_reader(self, stream_id: str, until_ms: int) -> None: ...
+
+    @abc.abstractmethod
+    async def mark_lost(self, stream_id: str, at_ms: int) -> bool: ...
+
+    # --- per-user slots ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_slots(self, user: str) -> list[Slot]: ...
+
+    @abc.abstractmethod
+    async def claim_slot(
+        self, user: str, slot: Slot, at_ms: int, expect_stream: str | None = None
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def release_slot(self, user: str, index: int, stream_id: str) -> None: ...

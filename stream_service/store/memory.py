@@ -1,0 +1,163 @@
+"""An in-process store with the same semantics, for unit tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import copy
+import time
+from dataclasses import dataclass, field
+
+from stream_service.store.base import (
+    LeaseLost,
+    PollResult,
+    ReadResult,
+    Slot,
+    StoredEvent,
+    StreamMeta,
+    StreamStore,
+)
+
+
+@dataclass
+class _Stream:
+    meta: StreamMeta
+    firsts: list[int] = field(default_factory=list)
+    batches: dict[int, tuple[list[StoredEvent], int]] = field(default_factory=dict)
+
+
+class MemoryStore(StreamStore):
+    def __init__(self, *, ttl_s: int = 3600, max_batch: int = 64, latency_s: float = 0.0) -> None:
+        super().__init__(ttl_s=ttl_s, max_batch=max_batch)
+        self._streams: dict[str, _Stream] = {}
+        self._slots: dict[str, dict[int, Slot]] = {}
+        self.latency_s = latency_s
+
+    async def _io(self) -> None:
+        await asyncio.sleep(self.latency_s)
+
+    def _write(self, op: str) -> None:
+        self._wrote(op, self.latency_s)
+
+    async def create(self, meta: StreamMeta) -> None:
+        await self._io()
+        self._write("create")
+        self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
+
+    async def get_meta(self, stream_id: str) -> StreamMeta | None:
+        await self._io()
+        stream = self._streams.get(stream_id)
+        return copy.copy(stream.meta) if stream else None
+
+    async def append(self, stream_id: str, events: list[StoredEvent]) -> bool:
+        await self._io()
+        self._write("append")
+        stream = self._streams[stream_id]
+        first = events[0][0]
+        if first in stream.batches:
+            return False
+        bisect.insort(stream.firsts, first)
+        stream.batches[first] = (list(events), int(time.time() * 1000))
+        return True
+
+    async def read(self, stream_id: str, after_seq: int) -> ReadResult:
+        await self._io()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return ReadResult([], 0)
+        out: list[StoredEvent] = []
+        newest = 0
+        start = bisect.bisect_left(stream.firsts, after_seq - self.max_batch + 1)
+        for first in stream.firsts[start:]:
+            events, at = stream.batches[first]
+            out.extend(e for e in events if e[0] > after_seq)
+            newest = max(newest, at)
+        return ReadResult(out, newest)
+
+    async def last_seq(self, stream_id: str) -> int:
+        stream = self._streams.get(stream_id)
+        if not stream or not stream.firsts:
+            return 0
+        return stream.batches[stream.firsts[-1]][0][-1][0]
+
+    async def heartbeat(
+        self, stream_id: str, node: str, lease_until_ms: int, last_seq: int
+    ) -> PollResult:
+        await self._io()
+        self._write("heartbeat")
+        meta = self._streams[stream_id].meta
+        if meta.node != node or meta.status != "running":
+            raise LeaseLost(stream_id)
+        meta.lease_until_ms = lease_until_ms
+        meta.last_seq = last_seq
+        return PollResult(meta.cancel, meta.reader_until_ms)
+
+    async def poll(self, stream_ids: list[str]) -> dict[str, PollResult]:
+        await self._io()
+        return {
+            sid: PollResult(s.meta.cancel, s.meta.reader_until_ms)
+            for sid in stream_ids
+            if (s := self._streams.get(sid))
+        }
+
+    async def finish(self, stream_id: str, node: str, status: str, last_seq: int) -> None:
+        await self._io()
+        self._write("finish")
+        meta = self._streams[stream_id].meta
+        if meta.node != node or meta.status != "running":
+            raise LeaseLost(stream_id)
+        meta.status = status
+        meta.last_seq = last_seq
+
+    async def request_cancel(self, stream_id: str) -> None:
+        await self._io()
+        self._write("cancel")
+        if stream := self._streams.get(stream_id):
+            stream.meta.cancel = True
+
+    async def touch_reader(self, stream_id: str, until_ms: int) -> None:
+        await self._io()
+        self._write("reader")
+        if stream := self._streams.get(stream_id):
+            stream.meta.reader_until_ms = until_ms
+
+    async def mark_lost(self, stream_id: str, at_ms: int) -> bool:
+        await self._io()
+        self._write("mark_lost")
+        meta = self._streams[stream_id].meta
+        if meta.status == "running" and meta.lease_until_ms < at_ms:
+            meta.status = "failed"
+            return True
+        return False
+
+    async def list_slots(self, user: str) -> list[Slot]:
+        await self._io()
+        return [copy.copy(s) for s in self._slots.get(user, {}).values()]
+
+    async def claim_slot(
+        self, user: str, slot: Slot, at_ms: int, expect_stream: str | None = None
+    ) -> bool:
+        await self._io()
+        self._write("slot")
+        slots = self._slots.setdefault(user, {})
+        current = slots.get(slot.index)
+        ok = (
+            current is None
+            or current.lease_until_ms < at_ms
+            or current.stream_id == slot.stream_id
+            or (expect_stream is not None and current.stream_id == expect_stream)
+        )
+        if ok:
+            slots[slot.index] = copy.copy(slot)
+        return ok
+
+    async def release_slot(self, user: str, index: int, stream_id: str) -> None:
+        await self._io()
+        self._write("slot_release")
+        slots = self._slots.get(user, {})
+        if (current := slots.get(index)) and current.stream_id == stream_id:
+            del slots[index]
+
+    # test hook: what a dead node leaves behind
+    def expire_lease(self, stream_id: str) -> None:
+        self._streams[stream_id].meta.lease_until_ms = 0
