@@ -68,6 +68,23 @@ class Settings(BaseSettings):
     max_streams_per_user: int = Field(default=3, gt=0)
     stream_limit_policy: Literal["reject", "replace"] = "reject"
 
+    # --- batch (OpenAI Batch API; documented in docs/batch.md) ----------------------
+    # Direct multipart uploads go through API Gateway + Lambda (6 MB payload, base64):
+    # larger files use a presigned S3 upload (POST /api/v1/files/uploads).
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_batch_lines: int = Field(default=50_000, gt=0)
+    batch_chunk_lines: int = Field(default=25, gt=0, le=1000)
+    batch_concurrency: int = Field(default=8, gt=0, le=256)
+    batch_max_attempts: int = Field(default=5, gt=0, le=20)
+    batch_backoff_base_s: float = Field(default=0.5, ge=0)
+    batch_backoff_max_s: float = Field(default=20.0, ge=0)
+    batch_status_check_s: float = Field(default=0.5, ge=0)
+    batch_finalize_lease_s: int = Field(default=120, gt=0)
+    batch_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
+    batch_inline_content_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    batch_min_window_s: int = Field(default=60, gt=0)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.auth_mode == "jwt" and not self.jwt_jwks_url:

@@ -12,6 +12,7 @@ from core.aws import clients
 from core.aws.tables import ensure_tables
 from core.settings import get_settings
 from devstack.app import create_dev_app
+from devstack.batch_worker import LocalBatchWorker, ensure_local_batch_resources
 from devstack.local_aws import LocalAws
 
 
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.update(aws.environ())
     settings = get_settings()
     ensure_tables(clients.dynamodb(settings), settings)
+    batch_worker = None
+    if settings.is_local_aws:  # the batch API's bucket and queue, and its polling worker
+        settings = ensure_local_batch_resources(settings)
+        batch_worker = LocalBatchWorker(settings).start()
 
     url = f"http://{args.host}:{args.port}"
     token = dev_tokens(settings).mint("dev-user") if settings.auth_mode == "dev" else None
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
             access_log=False,
         )
     finally:
+        if batch_worker is not None:
+            batch_worker.stop()
         if aws is not None:
             aws.stop()
 

@@ -12,8 +12,10 @@ from core.http.auth import PRINCIPAL_DEPENDENCY
 from core.http.errors import EXCEPTION_HANDLERS
 from core.providers import ModelProvider, build_provider
 from core.settings import Settings, get_settings
+from functions.api.domain.batches.controller import BatchesController
 from functions.api.domain.chat.controller import ChatController
 from functions.api.domain.dev_auth.controller import DevTokenController
+from functions.api.domain.files.controller import FilesController
 from functions.api.domain.models.controller import ModelsController
 
 
@@ -25,7 +27,13 @@ def healthz() -> dict[str, str]:
 def create_app(settings: Settings | None = None, provider: ModelProvider | None = None) -> Litestar:
     """Build the app. Clients are made here, once, not per request (Mangum runs no lifespan)."""
     settings = settings or get_settings()
-    handlers: list[ControllerRouterHandler] = [healthz, ChatController, ModelsController]
+    handlers: list[ControllerRouterHandler] = [
+        healthz,
+        ChatController,
+        ModelsController,
+        FilesController,
+        BatchesController,
+    ]
     state = {
         "settings": settings,
         "provider": provider or build_provider(settings),
