@@ -1,0 +1,1 @@
+"""The AWS CDK app of realtime-ai-stack (``cdk synth`` / ``cdk deploy --all``)."""

@@ -1,0 +1,184 @@
+"""Web/edge: one CloudFront domain for the page, the REST API and the stream service.
+
+| path        | origin                                  | caching | forwarded                     |
+|-------------|-----------------------------------------|---------|-------------------------------|
+| default     | S3 (web/) through origin access control | on      | -                             |
+| ``/api/*``  | API Gateway HTTP API                    | off     | all headers but Host, all     |
+|             |                                         |         | query strings                 |
+| ``/stream/*``| internal ALB through a VPC origin      | off     | same, plus the ALB's sticky   |
+|             |                                         |         | cookie; WebSocket upgrades    |
+
+Streaming lessons encoded here:
+* caching disabled and *no compression* on ``/stream/*``: a compressing or caching proxy
+  buffers ``text/event-stream`` and tokens arrive in bursts;
+* the origin read timeout (the longest silence CloudFront accepts between two bytes from the
+  origin) exceeds the keepalive interval with margin, and the origin keep-alive is shorter
+  than the ALB idle timeout (validated in ``infra.config``);
+* ``Authorization`` and ``Last-Event-ID`` reach the origins: the policy forwards every viewer
+  header except ``Host`` (API Gateway rejects a foreign Host). CloudFront refuses
+  ``Authorization`` in an allow-list origin request policy, which is why this is a deny-list;
+  WebSocket handshakes (``Upgrade``, ``Sec-WebSocket-*``) pass the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.nag import acknowledge, nag_resource
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+# The ALB's stickiness cookies (duration-based stickiness); CloudFront must forward them.
+STICKY_COOKIES = ("AWSALB", "AWSALBCORS")
+_PRICE_CLASSES = {
+    "PriceClass_100": cloudfront.PriceClass.PRICE_CLASS_100,
+    "PriceClass_200": cloudfront.PriceClass.PRICE_CLASS_200,
+    "PriceClass_All": cloudfront.PriceClass.PRICE_CLASS_ALL,
+}
+
+
+class WebEdge(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        api_domain: str,
+        alb: elbv2.IApplicationLoadBalancer,
+        logs_bucket: s3.IBucket,
+        web_acl_arn: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stream = config.stream
+
+        self.web_bucket = s3.Bucket(
+            self,
+            "WebBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Build output only: `cdk deploy` puts it back, so it is never retained.
+            removal_policy=RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+            server_access_logs_bucket=logs_bucket,
+            server_access_logs_prefix="web-bucket/",
+        )
+
+        self.origin_request_policy = cloudfront.OriginRequestPolicy(
+            self,
+            "ForwardAllButHost",
+            origin_request_policy_name=f"{config.name}-forward-all-but-host",
+            comment="API + stream: every viewer header but Host (incl. Authorization,"
+            " Last-Event-ID, WebSocket handshake), all query strings, ALB sticky cookies",
+            header_behavior=cloudfront.OriginRequestHeaderBehavior.deny_list("Host"),
+            query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.all(),
+            cookie_behavior=cloudfront.OriginRequestCookieBehavior.allow_list(*STICKY_COOKIES),
+        )
+
+        api_origin = origins.HttpOrigin(
+            api_domain,
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+            origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+            read_timeout=Duration.seconds(stream.origin_read_timeout_s),
+            keepalive_timeout=Duration.seconds(stream.origin_keepalive_s),
+        )
+        stream_origin = origins.VpcOrigin.with_application_load_balancer(
+            alb,
+            http_port=80,
+            # CloudFront -> VPC origin traffic stays on the AWS network inside this VPC.
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            read_timeout=Duration.seconds(stream.origin_read_timeout_s),
+            keepalive_timeout=Duration.seconds(stream.origin_keepalive_s),
+            vpc_origin_name=f"{config.name}-stream",
+        )
+        dynamic = {
+            "allowed_methods": cloudfront.AllowedMethods.ALLOW_ALL,
+            "cache_policy": cloudfront.CachePolicy.CACHING_DISABLED,
+            "origin_request_policy": self.origin_request_policy,
+            "viewer_protocol_policy": cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+            "compress": False,
+        }
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment=f"{config.name}: web, /api, /stream",
+            default_root_object="index.html",
+            price_class=_PRICE_CLASSES[config.edge.price_class],
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            enable_logging=True,
+            log_bucket=logs_bucket,
+            log_file_prefix="cloudfront/",
+            web_acl_id=web_acl_arn,
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.web_bucket),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
+                compress=True,
+            ),
+            additional_behaviors={
+                "/api/*": cloudfront.BehaviorOptions(origin=api_origin, **dynamic),
+                "/stream/*": cloudfront.BehaviorOptions(origin=stream_origin, **dynamic),
+            },
+        )
+
+        self.deployment = s3deploy.BucketDeployment(
+            self,
+            "WebContent",
+            sources=[s3deploy.Source.asset(str(WEB_DIR))],
+            destination_bucket=self.web_bucket,
+            distribution=self.distribution,
+            distribution_paths=["/*"],
+            memory_limit=256,
+        )
+
+        region = Stack.of(self).region
+        partition = "aws-cn" if region.startswith("cn-") else "aws"
+        acknowledge(
+            self.deployment.handler_role,
+            "AwsSolutions-IAM5",
+            "aws-cdk-lib's BucketDeployment copies web/ from the CDK staging bucket into the"
+            " web bucket (object wildcards on exactly those two buckets) and invalidates the"
+            " distribution (cloudfront:CreateInvalidation has no resource-level scoping here).",
+            [
+                "Action::s3:GetBucket*",
+                "Action::s3:GetObject*",
+                "Action::s3:List*",
+                "Action::s3:Abort*",
+                "Action::s3:DeleteObject*",
+                "Resource::*",
+                f"Resource::arn:{partition}:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{region}/*",
+                f"Resource::{nag_resource(self, self.web_bucket.arn_for_objects('*'))}",
+            ],
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "A template for any audience: geo restriction is a per-deployment business"
+            " decision (Distribution.geo_restriction).",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "The default *.cloudfront.net certificate pins the viewer policy to TLSv1; attach"
+            " a custom domain with an ACM certificate and set minimum_protocol_version to"
+            " TLS_V1_2_2021 (docs/deploy.md).",
+        )
+        if web_acl_arn is None:
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR2",
+                "WAF is optional (edge.waf_enabled, on in prod) because a web ACL costs $5+ a"
+                " month idle; every API route but health is behind the Cognito JWT and API"
+                " Gateway throttles per stage.",
+            )

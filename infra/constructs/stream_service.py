@@ -1,0 +1,269 @@
+"""Stream service: the SSE/WebSocket container on ECS Fargate (arm64) behind an internal ALB.
+
+Streaming lessons encoded here (each one a config value validated in ``infra.config``):
+
+* ALB idle timeout > keepalive interval with margin: an SSE stream between two ``: ping``
+  comments (or a quiet WebSocket) is otherwise cut at the ALB's default 60 s.
+* Deregistration delay == the service's drain time (``DRAIN_S``), ECS ``stopTimeout`` a bit
+  longer: on deploy or scale-in a node stops taking new streams, finishes the running ones,
+  tells its clients to reconnect, and only then is killed.
+* Health checks on ``/stream/healthz`` (ALB and container), non-blocking ``awslogs`` (a slow
+  log pipe must never stall token delivery), ``init`` as PID 1 (signals reach Python).
+* Sticky sessions (ALB cookie ``AWSALB``, forwarded by CloudFront): a resume usually lands on
+  the producer's node (cheaper, lower latency); any node can still serve it (DynamoDB).
+* Least-outstanding-requests routing: long streams count as outstanding, so new streams go
+  to the least busy node instead of round-robin piling onto one.
+* Autoscaling on concurrent connections per task (step scaling on ALB ActiveConnectionCount
+  / healthy hosts - request count is meaningless for long streams) and on CPU.
+
+Only CloudFront reaches the ALB: it is *internal* (private IPs in isolated subnets, no route
+from the internet) and CloudFront connects through a VPC origin (ENIs inside this VPC). This
+needs no lookup at synth (unlike the managed prefix list) and no shared secret header.
+CloudFront supports WebSocket and long responses through VPC origins.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.constructs.network import Network
+from infra.constructs.retention import retention as log_retention
+from infra.constructs.runtime_env import SharedResources, runtime_environment
+from infra.nag import acknowledge
+
+CONTAINER_PORT = 8080
+HEALTH_PATH = "/stream/healthz"
+_HEALTH_CMD = (
+    "import urllib.request,sys;"
+    f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}',"
+    " timeout=3).status == 200 else 1)"
+)
+
+
+class StreamService(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        network: Network,
+        shared: SharedResources,
+        image: ecs.ContainerImage,
+        logs_bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        cfg = config.stream
+        vpc = network.vpc
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED
+            if cfg.container_insights
+            else ecs.ContainerInsights.DISABLED,
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=cfg.cpu,
+            memory_limit_mib=cfg.memory_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention(config.observability.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.container = self.task_definition.add_container(
+            "stream",
+            image=image,
+            essential=True,
+            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
+            environment={
+                **runtime_environment(config, shared),
+                "DRAIN_S": str(cfg.drain_s),
+                "AWS_REGION": Aws.REGION,
+            },
+            secrets={
+                "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(shared.openai_api_key),
+                "URL_TOKEN_SECRET": ecs.Secret.from_secrets_manager(shared.url_token_secret),
+            },
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="stream",
+                log_group=self.log_group,
+                mode=ecs.AwsLogDriverMode.NON_BLOCKING,
+                max_buffer_size=Size.mebibytes(25),
+            ),
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c", _HEALTH_CMD],
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                retries=3,
+                start_period=Duration.seconds(20),
+            ),
+            stop_timeout=Duration.seconds(cfg.stop_timeout_s),
+            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
+        )
+        # One socket per SSE/WebSocket client plus one per upstream call.
+        self.container.add_ulimits(
+            ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65536, hard_limit=65536)
+        )
+        shared.streams_table.grant_read_write_data(self.task_definition.task_role)
+        shared.jobs_table.grant_read_write_data(self.task_definition.task_role)
+
+        self.task_security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=vpc,
+            description="Stream tasks: inbound only from the ALB; outbound to the model provider",
+            allow_all_outbound=True,
+        )
+        # desired_count is left to autoscaling (min_tasks): a deploy never resets a scaled-out
+        # service back to its initial size.
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            assign_public_ip=not network.uses_nat,
+            vpc_subnets=network.task_subnets,
+            security_groups=[self.task_security_group],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            health_check_grace_period=Duration.seconds(60),
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+
+        self.alb_security_group = ec2.SecurityGroup(
+            self,
+            "AlbSecurityGroup",
+            vpc=vpc,
+            description="Internal ALB of the stream service (CloudFront VPC origin)",
+            allow_all_outbound=False,
+        )
+        # The ALB is internal: its addresses are private IPs in isolated subnets with no route
+        # from the internet, so "any IPv4" here can only be something inside this VPC - the
+        # CloudFront VPC-origin ENIs (whose security group CloudFront creates at deploy time,
+        # so it cannot be referenced at synth).
+        self.alb_security_group.add_ingress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "CloudFront VPC origin (internal ALB)"
+        )
+        self.alb = elbv2.ApplicationLoadBalancer(
+            self,
+            "Alb",
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=network.alb_subnets,
+            security_group=self.alb_security_group,
+            idle_timeout=Duration.seconds(cfg.alb_idle_timeout_s),
+            drop_invalid_header_fields=True,
+            deletion_protection=cfg.alb_deletion_protection,
+        )
+        self.alb.log_access_logs(logs_bucket, prefix="alb")
+        self.listener = self.alb.add_listener(
+            "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, open=False
+        )
+        self.target_group = self.listener.add_targets(
+            "Stream",
+            port=CONTAINER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.service],
+            deregistration_delay=Duration.seconds(cfg.drain_s),
+            stickiness_cookie_duration=Duration.seconds(cfg.stickiness_s),
+            load_balancing_algorithm_type=elbv2.TargetGroupLoadBalancingAlgorithmType.LEAST_OUTSTANDING_REQUESTS,
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH,
+                healthy_http_codes="200",
+                interval=Duration.seconds(10),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+
+        self._autoscaling(config)
+        self._suppressions(cfg.container_insights)
+
+    def _autoscaling(self, config: AppConfig) -> None:
+        cfg = config.stream
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=cfg.min_tasks, max_capacity=cfg.max_tasks
+        )
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=cfg.cpu_target_percent,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        self.connections_per_task = cloudwatch.MathExpression(
+            expression="IF(hosts > 0, conns / hosts, conns)",
+            using_metrics={
+                "conns": self.alb.metrics.active_connection_count(
+                    period=Duration.minutes(1), statistic="Sum"
+                ),
+                "hosts": self.target_group.metrics.healthy_host_count(
+                    period=Duration.minutes(1), statistic="Minimum"
+                ),
+            },
+            label="ALB connections per healthy task",
+            period=Duration.minutes(1),
+        )
+        target = cfg.connections_per_task
+        scaling.scale_on_metric(
+            "Connections",
+            metric=self.connections_per_task,
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=target * 0.3, change=-1),
+                appscaling.ScalingInterval(lower=target, change=1),
+                appscaling.ScalingInterval(lower=target * 1.5, change=2),
+            ],
+            cooldown=Duration.minutes(2),
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+        )
+
+    def _suppressions(self, container_insights: bool) -> None:
+        acknowledge(
+            self.alb_security_group,
+            "AwsSolutions-EC23",
+            "Internal ALB in isolated subnets: unreachable from the internet; the only"
+            " in-VPC caller on port 80 is the CloudFront VPC origin.",
+        )
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-ECS2",
+            "Plain environment variables are non-secret settings (table names, timeouts);"
+            " secrets come from Secrets Manager through the secrets field.",
+        )
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-IAM5",
+            "The execution role's ecr:GetAuthorizationToken supports no resource-level"
+            " permissions (image pulls themselves are scoped to the asset repository).",
+            ["Resource::*"],
+        )
+        if not container_insights:
+            acknowledge(
+                self.cluster,
+                "AwsSolutions-ECS4",
+                "Container Insights bills custom metrics per task around the clock; off by"
+                " default to keep idle cost low (stream.container_insights=true turns it on;"
+                " the prod environment does). Service and ALB metrics feed the alarms.",
+            )
