@@ -139,6 +139,7 @@ class StreamEngine:
         self.metrics.started.inc()
         self.metrics.active_streams.inc()
         stream.admission.set_result(True)
+        self._flush_soon(stream)  # its record reaches the store now, without delaying anything
         return stream
 
     def _cancel_local(self, stream: LiveStream, reason: str) -> None:
@@ -185,8 +186,15 @@ class StreamEngine:
             "last_event_id": await self.store.last_seq(stream_id),
         }
 
-    async def _owned_meta(self, owner: str, stream_id: str) -> StreamMeta:
-        meta = await self.store.get_meta(stream_id)
+    async def _owned_meta(self, owner: str, stream_id: str, wait_s: float = 0.0) -> StreamMeta:
+        """The stream's record; ``wait_s`` covers a reader that reaches another node in the
+        first milliseconds of a stream, before its record is written."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            meta = await self.store.get_meta(stream_id)
+            if meta is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
         if meta is None or meta.owner != owner:
             raise _not_found(stream_id)
         return meta
@@ -463,7 +471,7 @@ class StreamEngine:
 
     # --- readers -------------------------------------------------------------------------
     async def open(
-        self, owner: str, stream_id: str, after: int, openai_format: bool
+        self, owner: str, stream_id: str, after: int, openai_format: bool, wait_s: float = 0.0
     ) -> AsyncIterator[bytes]:
         """Check access and position, then return the event byte stream (404/400 raise first)."""
         if self.draining:
@@ -477,7 +485,7 @@ class StreamEngine:
             if after > stream.last_seq:
                 raise _beyond(after, stream.last_seq)
             return self._local_reader(stream, after, stream.info if openai_format else None)
-        meta = await self._owned_meta(owner, stream_id)
+        meta = await self._owned_meta(owner, stream_id, wait_s)
         if meta.status != "running":
             last = await self.store.last_seq(stream_id)
             if after > last:
@@ -505,10 +513,10 @@ class StreamEngine:
             (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
         keepalive = self.settings.keepalive_s
         try:
-            yield retry_frame(self.config.retry_ms)
+            yield self._retry_hint(info)
             while True:
                 if self.draining:
-                    yield retry_frame(self.config.retry_ms)
+                    yield self._retry_hint(info)
                     return
                 if after + 1 < stream.base:  # behind the memory window: catch up from the store
                     stored = await self.store.read(stream.id, after)
@@ -551,10 +559,10 @@ class StreamEngine:
         last_sent = time.monotonic()
         stream_id = meta.id
         try:
-            yield retry_frame(self.config.retry_ms)
+            yield self._retry_hint(info)
             while True:
                 if self.draining:
-                    yield retry_frame(self.config.retry_ms)
+                    yield self._retry_hint(info)
                     return
                 stored = await self.store.read(stream_id, after)
                 events: list[Event] = []
@@ -588,6 +596,11 @@ class StreamEngine:
         finally:
             metrics.connections.dec()
             self._remote_done(stream_id)
+
+    def _retry_hint(self, info: StreamInfo | None) -> bytes:
+        # The openai SDK's SSE parser turns a bare ``retry:`` frame into an empty event
+        # and fails on it, so the chunk format gets none.
+        return retry_frame(self.config.retry_ms) if info is None else b""
 
     def _remote_done(self, stream_id: str) -> None:
         self.remote_readers[stream_id] -= 1

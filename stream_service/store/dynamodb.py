@@ -79,36 +79,40 @@ class DynamoStreamStore(StreamStore):
 
     # --- streams -----------------------------------------------------------------------
     async def create(self, meta: StreamMeta) -> None:
-        item = {
-            **_meta_key(meta.id),
-            "owner": {"S": meta.owner},
-            "node": {"S": meta.node},
-            "model": {"S": meta.model},
-            "status": {"S": meta.status},
-            "created_ms": {"N": str(meta.created_ms)},
-            "lease_until": {"N": str(meta.lease_until_ms)},
-            "cancel": {"BOOL": meta.cancel},
-            "reader_until": {"N": str(meta.reader_until_ms)},
-            "last_seq": {"N": str(meta.last_seq)},
-            "completion_id": {"S": meta.completion_id or "-"},
-            "include_usage": {"BOOL": meta.include_usage},
-            "expires_at": {"N": str(self.expires_at())},
+        # An update, not a put: a cancel requested before the record existed (the per-user
+        # limit may cancel a stream in its first milliseconds) must survive its creation.
+        values = {
+            ":owner": {"S": meta.owner},
+            ":node": {"S": meta.node},
+            ":model": {"S": meta.model},
+            ":status": {"S": meta.status},
+            ":created": {"N": str(meta.created_ms)},
+            ":lease": {"N": str(meta.lease_until_ms)},
+            ":no": {"BOOL": False},
+            ":zero": {"N": "0"},
+            ":seq": {"N": str(meta.last_seq)},
+            ":cid": {"S": meta.completion_id or "-"},
+            ":usage": {"BOOL": meta.include_usage},
+            ":exp": {"N": str(self.expires_at())},
         }
-        try:
-            await self._run(
-                self._client.put_item,
-                "create",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):  # a retried create is fine
-                raise
+        await self._run(
+            self._client.update_item,
+            "create",
+            Key=_meta_key(meta.id),
+            UpdateExpression=(
+                "SET #o = :owner, #n = :node, model = :model, #st = :status, "
+                "created_ms = :created, lease_until = :lease, cancel = if_not_exists(cancel, :no), "
+                "reader_until = if_not_exists(reader_until, :zero), last_seq = :seq, "
+                "completion_id = :cid, include_usage = :usage, expires_at = :exp"
+            ),
+            ExpressionAttributeNames={"#o": "owner", "#n": "node", "#st": "status"},
+            ExpressionAttributeValues=values,
+        )
 
     async def get_meta(self, stream_id: str) -> StreamMeta | None:
         out = await self._run(self._client.get_item, Key=_meta_key(stream_id), ConsistentRead=True)
         item = out.get("Item")
-        if not item:
+        if not item or "owner" not in item:
             return None
         completion_id = item["completion_id"]["S"]
         return StreamMeta(
@@ -261,18 +265,13 @@ class DynamoStreamStore(StreamStore):
             raise
 
     async def request_cancel(self, stream_id: str) -> None:
-        try:
-            await self._run(
-                self._client.update_item,
-                "cancel",
-                Key=_meta_key(stream_id),
-                UpdateExpression="SET cancel = :t",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":t": {"BOOL": True}},
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        await self._run(
+            self._client.update_item,
+            "cancel",
+            Key=_meta_key(stream_id),
+            UpdateExpression="SET cancel = :t, expires_at = if_not_exists(expires_at, :exp)",
+            ExpressionAttributeValues={":t": {"BOOL": True}, ":exp": {"N": str(self.expires_at())}},
+        )
 
     async def touch_reader(self, stream_id: str, until_ms: int) -> None:
         try:

@@ -31,6 +31,7 @@ class MemoryStore(StreamStore):
         super().__init__(ttl_s=ttl_s, max_batch=max_batch)
         self._streams: dict[str, _Stream] = {}
         self._slots: dict[str, dict[int, Slot]] = {}
+        self._early_cancels: set[str] = set()
         self.latency_s = latency_s
 
     async def _io(self) -> None:
@@ -42,7 +43,8 @@ class MemoryStore(StreamStore):
     async def create(self, meta: StreamMeta) -> None:
         await self._io()
         self._write("create")
-        self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
+        stream = self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
+        stream.meta.cancel = stream.meta.cancel or meta.id in self._early_cancels
 
     async def get_meta(self, stream_id: str) -> StreamMeta | None:
         await self._io()
@@ -114,6 +116,8 @@ class MemoryStore(StreamStore):
         self._write("cancel")
         if stream := self._streams.get(stream_id):
             stream.meta.cancel = True
+        else:
+            self._early_cancels.add(stream_id)
 
     async def touch_reader(self, stream_id: str, until_ms: int) -> None:
         await self._io()

@@ -62,7 +62,12 @@ class StreamsController(Controller):
 
             raise InvalidRequest("'format' must be 'sse' or 'openai'.", param="format")
         engine: StreamEngine = request.app.state.engine
-        body = await engine.open(principal.sub, stream_id, after, openai_format=fmt == "openai")
+        # A URL token proves the stream was created: wait a moment for its record if this
+        # node is not the producer's and the record is still on its way to the store.
+        wait_s = 2.0 if request.query_params.get("token") else 0.5
+        body = await engine.open(
+            principal.sub, stream_id, after, openai_format=fmt == "openai", wait_s=wait_s
+        )
         return sse_response(body, {"X-Stream-Id": stream_id})
 
     @get("/{stream_id:str}")
