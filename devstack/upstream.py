@@ -7,6 +7,11 @@ cancelling a stream closes the upstream connection).
 
 Each token is ``" w<N>"``; with ``stamp=True`` it is ``" w<N>@<emit time in ns>"`` so a
 benchmark can measure added latency end to end.
+
+Failure injection (off unless given): ``failures={"model-id": [429, 429]}`` makes the next
+requests for that model answer with those HTTP statuses, in order (an OpenAI-shaped error;
+429s carry ``Retry-After: 0``), after which it answers normally. The model must be listed in
+``models``. ``stats.injected_failures`` counts them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class UpstreamStats:
     disconnects: int = 0
     active: int = 0
     disconnect_events: list[float] = field(default_factory=list)
+    injected_failures: int = 0
 
 
 class ScriptedUpstream:
@@ -43,6 +49,7 @@ class ScriptedUpstream:
         default_tokens: int = 20,
         models: tuple[str, ...] = ("upstream-model",),
         stamp: bool = False,
+        failures: dict[str, list[int]] | None = None,
     ) -> None:
         self.ttft_s = ttft_s
         self.interval_s = interval_s
@@ -51,6 +58,7 @@ class ScriptedUpstream:
         self.stamp = stamp
         self.stats = UpstreamStats()
         self.last_request: dict[str, Any] | None = None
+        self.failures = {model: list(codes) for model, codes in (failures or {}).items()}
 
     def token(self, index: int) -> str:
         if self.stamp:
@@ -96,6 +104,15 @@ class ScriptedUpstream:
                 404,
                 {"error": {"message": "model not found", "type": "invalid_request_error"}},
             )
+            return
+        planned = self.failures.get(request["model"])
+        if planned:
+            status = planned.pop(0)
+            self.stats.injected_failures += 1
+            kind = "rate_limit_error" if status == 429 else "server_error"
+            headers = [(b"retry-after", b"0")] if status == 429 else []
+            error = {"message": f"injected failure {status}", "type": kind}
+            await _json(send, status, {"error": error}, headers)
             return
         tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 0)
         tokens = tokens or self.default_tokens
@@ -171,7 +188,12 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _json(
+    send: Send,
+    status: int,
+    payload: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps(payload).encode()
     await send(
         {
@@ -180,6 +202,7 @@ async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(extra_headers or []),
             ],
         }
     )
