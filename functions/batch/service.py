@@ -4,6 +4,7 @@ it in a thread from async code; every call is a few DynamoDB/S3/SQS requests).""
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -37,6 +38,11 @@ from functions.batch.schemas import (
 from functions.batch.store.base import BatchStore
 from functions.batch.store.dynamodb import DynamoBatchStore, file_key
 from functions.batch.validation import iter_lines, validate_jsonl
+
+# Outside Lambda (make dev, tests) there is no context to bound an in-progress record by.
+warnings.filterwarnings(
+    "ignore", message="Couldn't determine the remaining time left", category=UserWarning
+)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 PRESIGN_TTL_S = 3600
