@@ -1,0 +1,129 @@
+"""The engine on the in-memory store: ordering, typing latency, keepalive, slow readers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.providers.local import LocalProvider, script_reply
+from core.schemas.chat import ChatCompletionRequest, ChatMessage
+from core.settings import Settings
+from stream_service.config import StreamSettings
+from stream_service.engine.engine import StreamEngine
+from stream_service.store.memory import MemoryStore
+
+
+def _request(prompt: str) -> ChatCompletionRequest:
+    return ChatCompletionRequest(
+        model="local-model", messages=[ChatMessage(role="user", content=prompt)]
+    )
+
+
+async def _engine(ttft_s: float = 0.0, delay_s: float = 0.0, **config: object) -> StreamEngine:
+    settings = Settings(keepalive_s=0.1, resume_grace_s=30)
+    cfg = StreamSettings(node_id="n1", flush_interval_ms=100, flush_max_events=8, **config)  # type: ignore[arg-type]
+    engine = StreamEngine(
+        settings, cfg, MemoryStore(max_batch=8), LocalProvider(["local-model"], ttft_s, delay_s)
+    )
+    await engine.start()
+    return engine
+
+
+def _frames(raw: bytes) -> list[tuple[int, str]]:
+    out = []
+    for frame in raw.decode().split("\n\n"):
+        lines = dict(
+            line.split(": ", 1)
+            for line in frame.split("\n")
+            if ": " in line and not line.startswith(":")
+        )
+        if "id" in lines:
+            out.append((int(lines["id"]), lines["event"]))
+    return out
+
+
+async def _drain(body: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in body])
+
+
+async def test_status_event_comes_within_100_ms() -> None:
+    engine = await _engine(ttft_s=1.0)
+    try:
+        start = time.perf_counter()
+        stream = await engine.create("u", _request("hello"), start)
+        body = await engine.open("u", stream.id, 0, openai_format=False)
+        first = b""
+        async for chunk in body:
+            first += chunk
+            if b"event: status" in first:
+                break
+        assert time.perf_counter() - start < 0.1
+        await body.aclose()  # type: ignore[attr-defined]
+    finally:
+        await engine.stop()
+
+
+async def test_keepalive_comments_while_waiting_for_the_first_token() -> None:
+    engine = await _engine(ttft_s=0.5)
+    try:
+        stream = await engine.create("u", _request("/tokens 2"), time.perf_counter())
+        raw = await _drain(await engine.open("u", stream.id, 0, openai_format=False))
+        before_first_delta = raw.split(b"event: delta")[0]
+        assert before_first_delta.count(b": ping") >= 3
+    finally:
+        await engine.stop()
+
+
+async def test_a_reader_behind_the_memory_window_catches_up_from_the_store() -> None:
+    engine = await _engine(memory_window=16)
+    try:
+        request = _request("/tokens 200")
+        stream = await engine.create("u", request, time.perf_counter())
+        assert stream.task is not None
+        await stream.task
+        assert len(stream.events) <= 16  # memory stays bounded whatever the stream length
+        assert stream.base > 1
+        raw = await _drain(await engine.open("u", stream.id, 0, openai_format=False))
+        frames = _frames(raw)
+        assert [seq for seq, _ in frames] == list(range(1, 203))  # status + 200 deltas + done
+        text = "".join(
+            __import__("json").loads(line[6:])["text"]
+            for line in raw.decode().split("\n")
+            if line.startswith('data: {"text"')
+        )
+        assert text == "".join(script_reply(request)[0])
+    finally:
+        await engine.stop()
+
+
+async def test_store_writes_are_batched() -> None:
+    engine = await _engine(delay_s=0.005)
+    try:
+        stream = await engine.create("u", _request("/tokens 100"), time.perf_counter())
+        assert stream.task is not None
+        await stream.task
+        appends = engine.store.writes
+        # 102 events in batches of at most 8, each written once: far fewer writes than events
+        assert appends <= 102 / 4
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.parametrize("reason", ["client"])
+async def test_cancel_ends_with_done_cancelled_and_releases_everything(reason: str) -> None:
+    engine = await _engine(delay_s=0.01)
+    try:
+        stream = await engine.create("u", _request("/tokens 500"), time.perf_counter())
+        await asyncio.sleep(0.1)
+        result = await engine.cancel("u", stream.id)
+        assert result["status"] == "cancelled"
+        frames = _frames(await _drain(await engine.open("u", stream.id, 0, openai_format=False)))
+        assert frames[-1][1] == "done"
+        assert engine.metrics.active_streams._value.get() == 0  # type: ignore[attr-defined]
+        assert await engine.store.list_slots("u") == []
+        assert engine.metrics.connections._value.get() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.stop()
