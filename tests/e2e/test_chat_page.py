@@ -1,0 +1,271 @@
+"""The chat page in real headless Chromium against the dev app and the local model."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from tests.e2e.conftest import (
+    TTFT_MS,
+    LoopServer,
+    expected_reply,
+    screenshot,
+)
+from tests.support.servers import ThreadServer
+
+pytestmark = pytest.mark.browser
+
+# Expected console noise, and only where a test causes it on purpose:
+# - Chromium logs a failed request (EventSource or fetch) while the context is offline as
+#   "net::ERR_INTERNET_DISCONNECTED"; the page closes its EventSource on "offline", but a
+#   request already in flight at that moment still fails loudly.
+OFFLINE_NOISE = r"net::ERR_INTERNET_DISCONNECTED|Failed to load resource: net::ERR_"
+# - While the server restarts, reconnect attempts are refused ("ERR_CONNECTION_REFUSED") or
+#   answered 503 by the draining node; the browser logs each failed EventSource/fetch.
+RESTART_NOISE = (
+    r"ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|status of 503|"
+    r"EventSource's response has a MIME type"
+)
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(locator)
+
+
+def send(page: Any, text: str) -> float:
+    page.get_by_test_id("composer-input").fill(text)
+    started = time.monotonic()
+    page.get_by_test_id("send").click()
+    return started
+
+
+def reply_text(page: Any) -> str:
+    return page.get_by_test_id("assistant-message").last.evaluate("el => el.textContent")
+
+
+def wait_reply_done(page: Any, count: int = 1, timeout: float = 15_000) -> None:
+    """Until ``count`` replies have ended (done or error) and none is streaming."""
+    page.wait_for_function(
+        "n => window.rtaiChat && !window.rtaiChat.busy"
+        " && window.rtaiChat.state.messages.filter(m => m.role === 'assistant').length >= n",
+        arg=count,
+        timeout=timeout,
+    )
+
+
+def wait_words(page: Any, n: int) -> None:
+    page.wait_for_function(
+        "n => { const m = document.querySelectorAll('[data-testid=assistant-message]');"
+        " const t = m.length ? m[m.length - 1].textContent : '';"
+        " return t.trim().split(/\\s+/).filter(Boolean).length >= n; }",
+        arg=n,
+    )
+
+
+def page_token(page: Any) -> str:
+    return json.loads(page.evaluate("localStorage.getItem('rtai.auth')"))["token"]
+
+
+def stream_status(base_url: str, page: Any, stream_id: str) -> dict[str, Any]:
+    res = httpx.get(
+        f"{base_url}/stream/v1/streams/{stream_id}",
+        headers={"Authorization": f"Bearer {page_token(page)}"},
+        timeout=5,
+    )
+    res.raise_for_status()
+    return res.json()
+
+
+def last_assistant(page: Any) -> dict[str, Any]:
+    state = page.evaluate("window.rtaiChat.state")
+    return [m for m in state["messages"] if m["role"] == "assistant"][-1]
+
+
+def test_typing_then_streamed_text_ttft_and_markdown(dev_server: ThreadServer, make_page) -> None:
+    page, _ = make_page(dev_server.url)
+    page.goto("/")
+    expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
+    expect(page.get_by_test_id("transport")).to_have_value("sse")
+    expect(page.locator("[data-testid=transport] option[value=ws]")).to_be_disabled()
+    expect(page.get_by_test_id("mic")).to_be_disabled()
+    expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
+
+    prompt = "/tokens 24"
+    started = send(page, prompt)
+    # The indicator shows at once, before any token (the model's TTFT is 300 ms).
+    expect(page.get_by_test_id("typing-indicator")).to_be_visible(timeout=TTFT_MS)
+    assert reply_text(page) == ""
+    expect(page.get_by_test_id("stop")).to_be_enabled()
+    # Then text streams in and the indicator goes away.
+    wait_words(page, 1)
+    expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
+    ttft = page.get_by_test_id("ttft").last
+    expect(ttft).to_have_text(re.compile(r"^\d+ ms$"))
+    ttft_ms = int(ttft.inner_text().split()[0])
+    assert TTFT_MS * 0.8 <= ttft_ms <= (time.monotonic() - started) * 1000 + 50
+    partial = reply_text(page)
+    wait_reply_done(page)
+    final = reply_text(page)
+    assert final == expected_reply(prompt)
+    assert len(partial) < len(final), "the reply was not streamed token by token"
+    expect(page.get_by_test_id("send")).to_be_enabled()
+    expect(page.get_by_test_id("stop")).to_be_disabled()
+    expect(page.locator("#m-ttft")).to_have_text(re.compile(r"^\d+ ms$"))
+    expect(page.locator("#m-ttft-server")).to_have_text(re.compile(r"^\d+ ms$"))
+    expect(page.locator("#m-tps")).to_have_text(re.compile(r"^\d+(\.\d)?$"))
+    expect(page.locator("#ttft-chart rect.bar")).to_have_count(1)
+
+    # Markdown renders, model text never becomes HTML; Enter sends (keyboard only).
+    evil = (
+        "/echo **bold** and `code` <img src=x onerror=window.pwned=1> "
+        "<script>window.pwned=2</script> [x](javascript:alert(1)) [ok](https://example.com)"
+    )
+    box = page.get_by_test_id("composer-input")
+    box.fill(evil)
+    box.press("Enter")
+    wait_reply_done(page, 2)
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2)
+    reply = page.get_by_test_id("assistant-message").last
+    expect(reply.locator("strong")).to_have_text("bold")
+    expect(reply.locator("code")).to_have_text("code")
+    assert reply.locator("img, script").count() == 0
+    assert reply.locator("a").count() == 1
+    assert reply.locator("a").get_attribute("href") == "https://example.com/"
+    assert "<img src=x" in reply_text(page)
+    assert page.evaluate("window.pwned") is None
+    expect(page.get_by_test_id("ttft")).to_have_count(2)
+    expect(page.locator("#ttft-chart rect.bar")).to_have_count(2)
+    screenshot(page, "chat-desktop.png")
+
+
+def test_stop_cancels_the_stream(dev_server: ThreadServer, make_page) -> None:
+    page, _ = make_page(dev_server.url)
+    page.goto("/")
+    prompt = "/tokens 300"
+    send(page, prompt)
+    wait_words(page, 3)
+    page.get_by_test_id("composer-input").press("Escape")  # Escape stops, like the button
+    wait_reply_done(page)
+    msg = last_assistant(page)
+    assert msg["finish"] == "cancelled"
+    text = reply_text(page)
+    assert text and expected_reply(prompt).startswith(text) and text != expected_reply(prompt)
+    assert stream_status(dev_server.url, page, msg["streamId"])["status"] == "cancelled"
+    expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
+    expect(page.locator(".msg.assistant .meta").last).to_contain_text("stopped")
+    # The stop button works too (clicked before the first token).
+    send(page, "/tokens 300 again")
+    expect(page.get_by_test_id("typing-indicator")).to_be_visible()
+    page.get_by_test_id("stop").click()
+    wait_reply_done(page, 2)
+    msg = last_assistant(page)
+    assert msg["finish"] == "cancelled"
+    assert stream_status(dev_server.url, page, msg["streamId"])["status"] == "cancelled"
+    expect(page.get_by_test_id("composer-input")).to_be_focused()
+
+
+def test_offline_mid_reply_resumes_exactly(dev_server: ThreadServer, make_page) -> None:
+    page, console = make_page(dev_server.url)
+    console.allow(OFFLINE_NOISE)
+    page.goto("/")
+    prompt = "/tokens 60"
+    send(page, prompt)
+    wait_words(page, 8)
+    page.context.set_offline(True)
+    status = page.get_by_test_id("connection-status")
+    expect(status).to_contain_text("offline")
+    frozen = reply_text(page)
+    page.wait_for_timeout(800)  # the server keeps generating meanwhile
+    assert reply_text(page) == frozen, "no events can arrive while offline"
+    page.context.set_offline(False)
+    expect(status).to_contain_text(re.compile("reconnecting|connected"))
+    wait_reply_done(page)
+    assert reply_text(page) == expected_reply(prompt)
+    assert last_assistant(page)["finish"] == "stop"
+    expect(status).to_contain_text("connected")
+    expect(page.locator("#m-resumes")).to_have_text("1")
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+
+
+def test_reload_mid_reply_picks_the_reply_up(dev_server: ThreadServer, make_page) -> None:
+    page, _ = make_page(dev_server.url)
+    page.goto("/")
+    prompt = "/tokens 50"
+    send(page, prompt)
+    wait_words(page, 6)
+    page.reload()
+    # The same reply, with what had arrived, continues from the last event id.
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+    expect(page.get_by_test_id("ttft")).to_have_text(re.compile(r"^\d+ ms$"))
+    assert len(reply_text(page).split()) >= 6
+    wait_reply_done(page)
+    assert reply_text(page) == expected_reply(prompt)
+    expect(page.locator("[data-testid=user-message]")).to_have_count(1)
+    # A reload after the end shows the finished conversation, nothing re-streams.
+    page.reload()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+    assert reply_text(page) == expected_reply(prompt)
+    expect(page.get_by_test_id("stop")).to_be_disabled()
+
+
+def test_server_restart_mid_reply(e2e_settings: Settings, make_page) -> None:
+    """A node drains (retry: hint, then 503s) and a new one takes its port: no text is lost."""
+    first = LoopServer(e2e_settings).start()
+    second: LoopServer | None = None
+    try:
+        page, console = make_page(first.url)
+        console.allow(RESTART_NOISE)
+        page.goto("/")
+        prompt = "/tokens 70"
+        send(page, prompt)
+        wait_words(page, 6)
+        engine = first.app._routes[1][1].state.engine  # the stream service of this dev app
+        drained = threading.Event()
+
+        def drain_then_stop() -> None:
+            first.run(engine.drain(), timeout=30)  # running producers finish and flush
+            first.stop()
+            drained.set()
+
+        threading.Thread(target=drain_then_stop, daemon=True).start()
+        expect(page.get_by_test_id("connection-status")).to_contain_text("reconnecting")
+        assert drained.wait(30)
+        second = LoopServer(e2e_settings, port=first.port).start()
+        wait_reply_done(page, timeout=20_000)
+        assert reply_text(page) == expected_reply(prompt)
+        expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
+        assert page.evaluate("window.rtaiChat.state.resumes") >= 1
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+
+
+def test_phone_layout(dev_server: ThreadServer, make_page) -> None:
+    page, _ = make_page(
+        dev_server.url,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page.goto("/")
+    send(page, "/echo Streaming on a phone: **short** lines, `code`, and a list:\n- one\n- two")
+    wait_reply_done(page)
+    send(page, "/tokens 40")
+    wait_words(page, 10)
+    for testid in ("composer-input", "send", "stop", "connection-status", "transport"):
+        box = page.get_by_test_id(testid).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, testid
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "chat-phone.png")
+    wait_reply_done(page, 2)
