@@ -68,9 +68,3 @@ class Auth(Construct):
             "The Plus feature plan is billed per monthly active user; Essentials keeps an"
             " idle deployment free. Switch feature_plan to PLUS for threat protection.",
         )
-        acknowledge(
-            self.user_pool,
-            "AwsSolutions-COG3",
-            "Threat protection (advanced security) is billed per monthly active user; the"
-            " template stays on the free Essentials tier to cost nothing idle.",
-        )

@@ -28,11 +28,13 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.constructs.retention import retention as log_retention
 from infra.nag import acknowledge, nag_resource
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -140,6 +142,12 @@ class WebEdge(Construct):
             distribution=self.distribution,
             distribution_paths=["/*"],
             memory_limit=256,
+            log_group=logs.LogGroup(
+                self,
+                "WebContentLogs",
+                retention=log_retention(config.observability.log_retention_days),
+                removal_policy=RemovalPolicy.DESTROY,
+            ),
         )
 
         region = Stack.of(self).region
