@@ -172,6 +172,10 @@ def make_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     yield factory
     for context in contexts:
         context.close()
+    seen = [e for log in logs for e in log.errors]
+    if seen:  # every console error, expected or not, kept for the record
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"console-{request.node.name}.log").write_text("\n".join(seen) + "\n")
     problems = [e for log in logs for e in log.unexpected()]
     assert not problems, f"console errors in {request.node.name}: {problems}"
 

@@ -160,7 +160,10 @@ function renderHistory() {
       paint(view);
       showTtft(view, msg.ttftMs);
       view.extra.textContent = describeEnd(msg);
-      if (msg.error) view.item.classList.add("failed");
+      if (msg.error) {
+        view.item.classList.add("failed");
+        addRetry(view);
+      }
     }
   }
 }
@@ -340,6 +343,7 @@ function finish(view, pending, { finish: reason, metrics, error }) {
   };
   if (!pending.text && reason === "cancelled") view.text = "";
   view.extra.textContent = describeEnd(msg);
+  if (error) addRetry(view);
   if (Number.isFinite(msg.ttftMs)) state.ttfts = [...state.ttfts, msg.ttftMs].slice(-20);
   state.messages.push(msg);
   state.pending = null;
@@ -349,6 +353,27 @@ function finish(view, pending, { finish: reason, metrics, error }) {
   setBusy(false);
   idleConnection();
   if (document.activeElement === document.body || document.activeElement === ui.stop) ui.input.focus();
+}
+
+/** A failed reply gets a Retry button: the reply and its question are sent again. */
+function addRetry(view) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "retry";
+  button.textContent = "Retry";
+  button.addEventListener("click", () => {
+    if (active) return;
+    const at = state.messages.findIndex((m, i) => m.role === "user" && state.messages[i + 1]?.error);
+    const last = state.messages.length - 2;
+    if (at !== last) return; // only the latest exchange can be retried
+    const question = state.messages[at].content;
+    state.messages.splice(at, 2);
+    saveState();
+    view.item.previousElementSibling?.remove();
+    view.item.remove();
+    send(question);
+  });
+  view.item.querySelector(".meta").appendChild(button);
 }
 
 async function stop() {
@@ -420,6 +445,7 @@ function submit() {
   if (!content.trim() || active) return;
   ui.input.value = "";
   autosize();
+  ui.input.focus(); // keep typing while the reply streams; the send button is disabled now
   send(content);
 }
 
