@@ -110,6 +110,13 @@ class BatchRecord:
     finalize_token: str | None = None
     lease_until: int | None = None
 
+    def needs_finalize(self, now: int) -> bool:
+        """Past its window, cancelling, or a finalizer died holding the lease."""
+        if self.status in TERMINAL:
+            return False
+        stale_lease = self.finalize_token is not None and (self.lease_until or 0) < now
+        return now >= self.deadline or self.status == "cancelling" or stale_lease
+
     @property
     def executed(self) -> int:
         return self.completed + self.failed

@@ -370,12 +370,13 @@ class BatchService:
         return moved
 
     def sweep(self) -> list[str]:
-        """Queue a finalize for every unfinished batch past its window (run on a schedule)."""
+        """Queue a finalize for every unfinished batch that needs one: past its window,
+        cancelling, or whose finalizer died holding the lease (run it on a schedule)."""
         due: list[str] = []
         now = now_s()
         for batch_id in self.store.active_batch_ids():
             batch = self.store.get_batch(batch_id)
-            if batch is not None and batch.status not in TERMINAL and now >= batch.deadline:
+            if batch is not None and batch.needs_finalize(now):
                 due.append(batch_id)
         if due:
             self.queue.send([FinalizeMessage(batch_id=b) for b in due])

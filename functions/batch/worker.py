@@ -103,7 +103,7 @@ class BatchWorker:
         if batch is None:
             log.warning("dropping a chunk of unknown batch %s", message.batch_id)
             return
-        if batch.finalize_token is None and batch.status in RUNNABLE | {"cancelling"}:
+        if batch.finalize_token is None and batch.status in RUNNABLE and now_s() < batch.deadline:
             gate = _Gate(self.store, batch, self.settings.batch_status_check_s)
             done = await asyncio.to_thread(
                 self.store.done_lines, batch.id, message.first_line, message.last_line

@@ -72,6 +72,7 @@ def test_cancel_mid_run_ends_cancelled_with_exact_counts(slow_client: openai.Ope
     assert slow_client.batches.cancel(batch.id).status == "cancelled"
 
 
+@pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time")  # no Lambda here
 def test_idempotent_resubmission_creates_one_batch(client: openai.OpenAI) -> None:
     file_id = upload(client, [chat_line("a", "hi", max_tokens=2)])
     headers = {"Idempotency-Key": "nightly-2026-11-24"}

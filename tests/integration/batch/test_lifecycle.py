@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from pydantic import SecretStr
 
 from core.aws import clients
@@ -161,3 +162,44 @@ def test_presigned_upload_and_redirected_download(settings: Settings, token: str
         assert direct.status_code == 302 and "Signature" in direct.headers["location"]
         out = client.files.content(done.output_file_id).text.splitlines()  # follows it
         assert len(out) == 30
+
+
+def test_a_finalizer_that_dies_is_replaced_once_its_lease_expires(
+    batch_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.batch.finalizer import Finalizer
+
+    batch = make_batch(batch_settings, [chat_line(f"f{i}", "x", max_tokens=2) for i in range(10)])
+    (chunk,) = receive(batch_settings, 1)
+    real = Finalizer._assemble
+
+    def die(self: Finalizer, held: Any, token: str) -> Any:
+        raise RuntimeError("killed while writing the output file")
+
+    monkeypatch.setattr(Finalizer, "_assemble", die)
+    rt = WorkerRuntime(batch_settings)
+    try:
+        with pytest.raises(BatchProcessingError):  # every record failed: Lambda retries all
+            rt.process(sqs_event([chunk], ARN, "us-east-1"))
+        stuck = DynamoBatchStore(batch_settings).get_batch(batch.id)
+        assert stuck is not None and stuck.status == "finalizing" and stuck.finalize_token
+        monkeypatch.setattr(Finalizer, "_assemble", real)
+        # The redelivered chunk can't finalize while the dead finalizer's lease holds...
+        rt.process(sqs_event([chunk], ARN, "us-east-1"))
+        assert DynamoBatchStore(batch_settings).get_batch(batch.id).status == "finalizing"  # type: ignore[union-attr]
+        clients.dynamodb(batch_settings).update_item(
+            TableName=batch_settings.jobs_table,
+            Key={"pk": {"S": f"batch#{batch.id}"}, "sk": {"S": "meta"}},
+            UpdateExpression="SET lease_until = :past",
+            ExpressionAttributeValues={":past": {"N": "1"}},
+        )
+        # ...and once it has expired, the sweep hands the batch to a new finalizer.
+        assert rt.process({"source": "aws.events"}) == {"swept": [batch.id]}
+        (finalize,) = receive(batch_settings, 1)
+        rt.process(sqs_event([finalize], ARN, "us-east-1"))
+    finally:
+        rt.close()
+    done = DynamoBatchStore(batch_settings).get_batch(batch.id)
+    assert done is not None and done.status == "completed"
+    assert (done.completed, done.failed) == (10, 0)
+    assert len(read_jsonl(batch_settings, done.output_file_id)) == 10
