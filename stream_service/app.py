@@ -22,9 +22,12 @@ from stream_service.domain.streams.controller import StreamsController
 from stream_service.engine.engine import StreamEngine
 from stream_service.store import StreamStore
 from stream_service.store.dynamodb import DynamoStreamStore
+from stream_service.store.memory import MemoryStore
 
 
 def build_store(settings: Settings, config: StreamSettings) -> StreamStore:
+    if config.stream_store == "memory":
+        return MemoryStore(ttl_s=config.stream_ttl_s, max_batch=config.flush_max_events)
     client = clients.dynamodb(settings)
     if settings.is_local_aws:
         ensure_tables(client, settings)

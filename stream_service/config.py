@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,8 +22,11 @@ class StreamSettings(BaseSettings):
     )
 
     node_id: str = Field(default_factory=_default_node_id)
+    # `dynamodb` (the cluster's shared store) or `memory` (one node, nothing survives it:
+    # for trying the service alone and for benchmarks).
+    stream_store: Literal["dynamodb", "memory"] = "dynamodb"
     # Store batching: at most one event-batch write per stream per interval (or sooner at N).
-    flush_interval_ms: int = Field(default=250, ge=100, le=5000)
+    flush_interval_ms: int = Field(default=300, ge=100, le=5000)
     flush_max_events: int = Field(default=64, ge=1, le=512)
     # Producer lease: a producer whose lease lapses is declared lost by any node.
     lease_ttl_s: float = Field(default=6.0, gt=0)

@@ -9,6 +9,8 @@ user's oldest stream (wherever it runs) and takes its slot.
 from __future__ import annotations
 
 import logging
+import random
+from itertools import islice
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -34,7 +36,7 @@ class SlotManager:
         self._held: dict[str, tuple[float, int]] = {}  # stream id -> (last renewal, created ms)
 
     async def acquire(self, user: str, stream_id: str, cancel_any: CancelAny) -> int:
-        for _ in range(6):
+        for attempt in range(8):
             now = now_ms()
             live = [
                 s
@@ -42,7 +44,10 @@ class SlotManager:
                 if s.lease_until_ms >= now and s.stream_id != stream_id
             ]
             if len(live) < self.limit:
-                index = min(set(range(self.limit)) - {s.index for s in live})
+                taken = {s.index for s in live}
+                free = list(islice((i for i in range(self.limit) if i not in taken), 64))
+                # Concurrent creates by one user would all race for the lowest index.
+                index = free[0] if attempt == 0 else random.choice(free)
                 if await self.store.claim_slot(
                     user, Slot(index, stream_id, now + self.ttl_ms, now), now
                 ):

@@ -1,0 +1,352 @@
+"""``make bench``: what one stream-service node adds to a token stream, under load.
+
+Three processes on this machine: a scripted OpenAI-compatible upstream that stamps each
+token with its emit time and emits at a fixed cadence; one stream-service node (``openai``
+provider pointed at that upstream); and this load generator (raw asyncio sockets, so the
+client costs little). For each concurrency level it runs the same number of streams
+directly against the upstream and through the node, and compares when tokens arrive.
+
+Printed and written to ``bench/results/``: added latency per token (through the node minus
+direct, p50/p99), TTFT overhead, the highest level whose p99 added latency stays under
+50 ms, RSS per idle stream (streams open, upstream not yet answering), and store writes
+per token (the node's own counter). The node uses the in-memory store with 5 ms simulated
+write latency; a moto server cannot absorb a thousand streams' writes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+STAMP = re.compile(rb"@(\d{19})")
+SECRET = "rtai-dev-secret-change-me-0123456789abcdef"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Run:
+    latencies_ms: list[float] = field(default_factory=list)
+    ttft_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    tokens: int = 0
+
+
+async def _http(host: str, port: int, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    writer.write(request)
+    await writer.drain()
+    return reader, writer
+
+
+async def _consume(reader: asyncio.StreamReader, run: Run, started: float, direct: bool) -> None:
+    """Read an SSE body to its end, recording per-token latency from the emit stamps."""
+    first = True
+    buffer = b""
+    # skip the response head
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        run.errors += 1
+        return
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return
+        now_ns = time.time_ns()
+        buffer += chunk
+        for stamp in STAMP.findall(buffer):
+            latency = (now_ns - int(stamp)) / 1e6
+            run.latencies_ms.append(latency)
+            run.tokens += 1
+            if first:
+                run.ttft_ms.append((time.perf_counter() - started) * 1000)
+                first = False
+        cut = buffer.rfind(b"\n\n")
+        done = b"[DONE]" in buffer or b"event: done" in buffer
+        buffer = buffer[cut + 2 :] if cut >= 0 else buffer
+        if done:
+            return
+
+
+def _post(path: str, port: int, body: bytes, token: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+async def direct_stream(port: int, tokens: int, run: Run) -> None:
+    body = json.dumps(
+        {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": tokens, "stream": True}
+    ).encode()
+    started = time.perf_counter()
+    try:
+        reader, writer = await _http("127.0.0.1", port, _post("/v1/chat/completions", port, body))
+        await _consume(reader, run, started, True)
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError):
+        run.errors += 1
+
+
+async def node_stream(port: int, token: str, tokens: int, run: Run, client: httpx.AsyncClient) -> None:
+    body = {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": tokens}
+    started = time.perf_counter()
+    try:
+        created = await client.post(f"http://127.0.0.1:{port}/stream/v1/streams", json=body,
+                                    headers={"authorization": f"Bearer {token}"})
+        if created.status_code != 201:
+            run.errors += 1
+            if run.errors <= 3:
+                print(f"  create failed: {created.status_code} {created.text[:200]}", flush=True)
+            return
+        url = created.json()["events_url"]
+        request = f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        reader, writer = await _http("127.0.0.1", port, request)
+        await _consume(reader, run, started, False)
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError, httpx.HTTPError):
+        run.errors += 1
+
+
+async def run_level(kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, token: str) -> Run:
+    run = Run()
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        tasks = []
+        for i in range(concurrency):
+            if kind == "direct":
+                tasks.append(asyncio.create_task(direct_stream(port, tokens, run)))
+            else:
+                tasks.append(asyncio.create_task(node_stream(port, token, tokens, run, client)))
+            await asyncio.sleep(ramp_s / concurrency)
+        await asyncio.gather(*tasks)
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def metric_sum(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(health, timeout=1).status_code < 500:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not start")
+
+
+async def idle_rss(node_port: int, node_pid: int, token: str, count: int) -> tuple[float, int]:
+    """Open ``count`` streams whose upstream has not answered yet; RSS growth per stream."""
+    before = rss_kb(node_pid)
+    conns = []
+    body = {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100), timeout=60) as client:
+        sem = asyncio.Semaphore(100)
+
+        async def one() -> None:
+            async with sem:
+                created = await client.post(f"http://127.0.0.1:{node_port}/stream/v1/streams", json=body,
+                                            headers={"authorization": f"Bearer {token}"})
+                if created.status_code != 201:
+                    print(f"  idle create failed: {created.status_code} {created.text[:200]}", flush=True)
+                    return
+                url = created.json()["events_url"]
+                request = f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                reader, writer = await _http("127.0.0.1", node_port, request)
+                await reader.readuntil(b"\r\n\r\n")
+                conns.append(writer)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.sleep(2)
+        after = rss_kb(node_pid)
+        held = len(conns)
+        for writer in conns:
+            writer.close()
+    return (after - before) / max(1, held), held
+
+
+def mint_token(user: str = "bench") -> str:
+    import jwt
+
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="100,250,500,1000")
+    parser.add_argument("--tokens", type=int, default=100, help="tokens per stream")
+    parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
+    parser.add_argument("--idle", type=int, default=5000, help="idle streams for the memory figure")
+    parser.add_argument("--quick", action="store_true", help="small levels, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.levels, args.tokens, args.idle = "50,100", 40, 300
+    raise_fd_limit()
+    levels = [int(x) for x in args.levels.split(",")]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    up_port, node_port, idle_up_port = free_port(), free_port(), free_port()
+    py = sys.executable
+    upstream = start([py, "-m", "bench.upstream_server", "--port", str(up_port), "--interval", str(1 / args.rate)], {},
+                     f"http://127.0.0.1:{up_port}/v1/models")
+    node_env = {
+        "LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+        "OPENAI_MAX_RETRIES": "0", "STREAM_STORE": "memory", "MAX_STREAMS_PER_USER": "100000",
+        "AUTH_DEV_SECRET": SECRET, "RESUME_GRACE_S": "60", "NODE_ID": "bench",
+    }
+    node = start([py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)], node_env,
+                 f"http://127.0.0.1:{node_port}/stream/healthz")
+    token = mint_token()
+    rows = []
+    try:
+        for level in levels:
+            ramp = max(1.0, level / 400)
+            direct = asyncio.run(run_level("direct", level, args.tokens, ramp, up_port, token))
+            via = asyncio.run(run_level("node", level, args.tokens, ramp, node_port, token))
+            row = {
+                "streams": level,
+                "direct_p50": pct(direct.latencies_ms, 0.5), "direct_p99": pct(direct.latencies_ms, 0.99),
+                "node_p50": pct(via.latencies_ms, 0.5), "node_p99": pct(via.latencies_ms, 0.99),
+                "ttft_direct_p50": pct(direct.ttft_ms, 0.5), "ttft_node_p50": pct(via.ttft_ms, 0.5),
+                "tokens": via.tokens, "errors": direct.errors + via.errors,
+            }
+            row["added_p50"] = row["node_p50"] - row["direct_p50"]
+            row["added_p99"] = row["node_p99"] - row["direct_p99"]
+            row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
+            rows.append(row)
+            print(f"{level:>6} streams: added p50 {row['added_p50']:.2f} ms, p99 {row['added_p99']:.2f} ms, "
+                  f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}", flush=True)
+        metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
+        writes = metric_sum(metrics, "rtai_stream_store_writes_total")
+        produced = metric_sum(metrics, "rtai_stream_tokens_total")
+    finally:
+        node.send_signal(signal.SIGKILL)
+        upstream.send_signal(signal.SIGKILL)
+    # Idle streams: a fresh node and an upstream that takes 10 minutes to answer.
+    idle_upstream = start([py, "-m", "bench.upstream_server", "--port", str(idle_up_port), "--ttft", "600"], {},
+                          f"http://127.0.0.1:{idle_up_port}/v1/models")
+    node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
+    node = start([py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)], node_env,
+                 f"http://127.0.0.1:{node_port}/stream/healthz")
+    try:
+        per_stream_kb, held = asyncio.run(idle_rss(node_port, node.pid, token, args.idle))
+    finally:
+        node.send_signal(signal.SIGKILL)
+        idle_upstream.send_signal(signal.SIGKILL)
+
+    ok = [r["streams"] for r in rows if r["added_p99"] < 50 and r["errors"] == 0]
+    summary = {
+        "rows": rows,
+        "max_streams_p99_added_under_50ms": max(ok) if ok else 0,
+        "idle_streams_held": held,
+        "rss_kb_per_idle_stream": per_stream_kb,
+        "store_writes_per_token": writes / produced if produced else float("nan"),
+        "tokens_per_stream": args.tokens,
+        "rate_per_stream": args.rate,
+    }
+    table = render_table(summary)
+    print(table)
+    (RESULTS / "stream_bench.md").write_text(table)
+    (RESULTS / "stream_bench.json").write_text(json.dumps(summary, indent=2))
+    plot(summary, RESULTS / "stream_bench.png")
+    print(f"wrote {RESULTS / 'stream_bench.md'} and stream_bench.png")
+
+
+def render_table(s: dict[str, object]) -> str:
+    lines = [
+        f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node, 2 cores "
+        "(load generator and upstream on the same machine).",
+        "",
+        "| streams | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | errors |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["rows"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"| {r['streams']} | {r['direct_p50']:.1f} / {r['direct_p99']:.1f} | {r['node_p50']:.1f} / {r['node_p99']:.1f} "
+            f"| {r['added_p50']:.1f} / {r['added_p99']:.1f} | {r['ttft_overhead']:.1f} | {r['errors']} |"
+        )
+    lines += [
+        "",
+        f"- max concurrent streams with p99 added latency under 50 ms: {s['max_streams_p99_added_under_50ms']}",
+        f"- idle streams held by one process: {s['idle_streams_held']}, RSS per idle stream: {s['rss_kb_per_idle_stream']:.1f} KB",
+        f"- store writes per token: {s['store_writes_per_token']:.3f}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(s: dict[str, object], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = s["rows"]  # type: ignore[assignment]
+    x = [r["streams"] for r in rows]  # type: ignore[index,union-attr]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label, style in (
+        ("direct_p50", "direct p50", "b--"), ("direct_p99", "direct p99", "b:"),
+        ("node_p50", "via node p50", "r-"), ("node_p99", "via node p99", "r-."),
+    ):
+        ax.plot(x, [r[key] for r in rows], style, marker="o", label=label)  # type: ignore[index,union-attr]
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("token latency, emit to receive (ms)")
+    ax.set_title("Per-token latency: direct vs through one stream-service node")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    statistics.mean([1])  # keep the import honest for the table helpers
+
+
+if __name__ == "__main__":
+    main()

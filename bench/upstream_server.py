@@ -1,0 +1,27 @@
+"""Run the scripted OpenAI-compatible upstream as its own process (for benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+
+import uvicorn
+
+from devstack.upstream import ScriptedUpstream
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--ttft", type=float, default=0.05)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    app = ScriptedUpstream(ttft_s=args.ttft, interval_s=args.interval, stamp=True)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
+                backlog=8192, timeout_keep_alive=120)
+
+
+if __name__ == "__main__":
+    main()
