@@ -271,8 +271,17 @@ def test_phone_layout(dev_server: ThreadServer, make_page) -> None:
         has_touch=True,
     )
     page.goto("/")
-    send(page, "/echo Streaming on a phone: **short** lines, `code`, and a list:\n- one\n- two")
+    send(
+        page,
+        "/echo ### On a phone\n**Short** lines, `code`, a list:\n- one\n- two\n"
+        "```python\nprint('<b>not html</b>')\n```",
+    )
     wait_reply_done(page)
+    reply = page.get_by_test_id("assistant-message").last
+    expect(reply.locator("h5")).to_have_text("On a phone")
+    expect(reply.locator("li")).to_have_count(2)
+    expect(reply.locator("pre code")).to_have_text("print('<b>not html</b>')")
+    assert reply.locator("b").count() == 0
     send(page, "/tokens 40")
     wait_words(page, 10)
     for testid in ("composer-input", "send", "stop", "connection-status", "transport"):
