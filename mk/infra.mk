@@ -21,7 +21,7 @@ cdk-install: $(NODE_STAMP)
 
 synth: $(STAMP) $(NODE_STAMP)
 	@start=$$(date +%s); \
-	$(CDK) synth --all --quiet -c env=$(CDK_ENV) && \
+	$(CDK) synth --quiet -c env=$(CDK_ENV) && \
 	echo "cdk synth ($(CDK_ENV)): $$(($$(date +%s) - start))s, templates in cdk.out/"
 
 cdk: $(STAMP) $(NODE_STAMP)

@@ -74,4 +74,6 @@ class ServiceStack(Stack):
         )
         CfnOutput(self, "Url", value=f"https://{self.edge.distribution.distribution_domain_name}")
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)
+        CfnOutput(self, "StreamClusterName", value=self.stream.cluster.cluster_name)
+        CfnOutput(self, "StreamServiceName", value=self.stream.service.service_name)
         CfnOutput(self, "StreamLogGroup", value=self.stream.log_group.log_group_name)
