@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
+import msgspec
 import openai
 from openai import AsyncOpenAI
 
@@ -13,6 +16,30 @@ from core.providers.base import Finish, ModelProvider, TokenDelta, UpstreamEvent
 from core.schemas.chat import ChatCompletionRequest, Usage
 
 _MODELS_TTL_S = 300.0
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = msgspec.field(default_factory=list)
+    usage: _Usage | None = None
+    error: dict[str, Any] | None = None
+
+
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 
 class OpenAIProvider(ModelProvider):
@@ -36,34 +63,42 @@ class OpenAIProvider(ModelProvider):
         return list(self._cached[1])
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
-        try:
-            upstream = await self.client.chat.completions.create(
-                **request.to_openai_kwargs(),
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        except openai.APIError as exc:
-            raise _translate(exc) from exc
+        """Stream through the SDK (request building, auth, retries, status errors) but
+        decode the SSE lines with msgspec: the SDK's per-chunk models are the costliest
+        thing on the per-token path."""
         reason = "stop"
         usage = Usage(0, 0, 0)
         try:
-            async for chunk in upstream:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        chunk.usage.prompt_tokens,
-                        chunk.usage.completion_tokens,
-                        chunk.usage.total_tokens,
-                    )
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield TokenDelta(choice.delta.content)
-                    if choice.finish_reason:
-                        reason = choice.finish_reason
+            # Leaving this block closes the HTTP response: the upstream stops generating.
+            async with self.client.chat.completions.with_streaming_response.create(
+                **request.to_openai_kwargs(),
+                stream=True,
+                stream_options={"include_usage": True},
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = _chunk_decoder.decode(data)
+                    if chunk.error is not None:
+                        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
+                    if chunk.usage is not None:
+                        usage = Usage(
+                            chunk.usage.prompt_tokens,
+                            chunk.usage.completion_tokens,
+                            chunk.usage.total_tokens,
+                        )
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield TokenDelta(choice.delta.content)
+                        if choice.finish_reason:
+                            reason = choice.finish_reason
         except openai.APIError as exc:
             raise _translate(exc) from exc
-        finally:
-            # Closing the response closes the HTTP connection: the upstream stops generating.
-            await upstream.close()
+        except (httpx.HTTPError, msgspec.DecodeError) as exc:
+            raise UpstreamError(f"Upstream stream broke: {exc}") from exc
         yield Finish(reason, usage)
 
     async def aclose(self) -> None:
