@@ -75,7 +75,9 @@ class StreamsController(Controller):
         self, request: Request[Any, Any, Any], principal: AuthPrincipal, stream_id: FromPath[str]
     ) -> dict[str, Any]:
         engine: StreamEngine = request.app.state.engine
-        return await engine.describe(principal.sub, stream_id)
+        described = await engine.describe(principal.sub, stream_id)
+        # A fresh URL token, so a client can resume after the one it had expired.
+        return {**described, "events_url": events_url(request, stream_id, principal.sub)}
 
     @post("/{stream_id:str}/cancel", status_code=200)
     async def cancel(

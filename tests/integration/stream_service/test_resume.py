@@ -79,7 +79,13 @@ def test_resume_after_done(
     import httpx
 
     body = httpx.get(status, headers=auth(tokens)).json()
-    assert body == {"id": created["id"], "status": "completed", "last_event_id": whole.ids[-1]}
+    assert {k: body[k] for k in ("id", "status", "last_event_id")} == {
+        "id": created["id"],
+        "status": "completed",
+        "last_event_id": whole.ids[-1],
+    }
+    # a fresh events URL (new token) resumes too
+    assert read_sse(target.url + body["events_url"] + "&last_event_id=3").ids == whole.ids[3:]
 
 
 def test_openai_sdk_streams_and_resumes_by_stream_id(
