@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -52,13 +53,24 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
+def configure_logging() -> None:
+    """The service's own lines go to stdout as they are (JSON for ``stream_done``)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    service = logging.getLogger("rtai")
+    service.handlers[:] = [handler]
+    service.setLevel(logging.INFO)
+    service.propagate = False
+    logging.getLogger().setLevel(logging.WARNING)  # no per-request lines from HTTP clients
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="stream_service", description=__doc__)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     app = create_app()
     config = uvicorn.Config(
         app,

@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 from core.errors import ApiError, InvalidRequest, NotFound, RateLimited, ServiceUnavailable
 from core.providers import Finish, ModelProvider, TokenDelta
 from core.schemas.chat import ChatCompletionRequest, new_completion_id
@@ -31,6 +33,7 @@ from stream_service.store import LeaseLost, StreamMeta, StreamStore
 from stream_service.store.base import now_ms
 
 log = logging.getLogger("rtai.stream")
+_json_line = msgspec.json.Encoder()
 
 LOST_MESSAGE = (
     "The node producing this stream stopped. The events so far are stored; retry to continue."
@@ -321,19 +324,17 @@ class StreamEngine:
                 self.metrics.stage_first_token.observe(t.first_token - t.accepted)
             if t.upstream_sent is not None:
                 self.metrics.stage_upstream_sent.observe(t.upstream_sent - t.accepted)
-            log.info(
-                "stream_done",
-                extra={
-                    "event": "stream_done",
-                    "stream_id": stream.id,
-                    "status": stream.status,
-                    "ttft_ms": round((t.first_token - t.accepted) * 1000, 1)
-                    if t.first_token
-                    else None,
-                    "tokens": t.tokens,
-                    "duration_ms": round((time.perf_counter() - t.accepted) * 1000, 1),
-                },
-            )
+            # One JSON line per stream: CloudWatch turns it into the TTFT metric.
+            record = {
+                "event": "stream_done",
+                "stream_id": stream.id,
+                "node": self.node,
+                "status": stream.status,
+                "ttft_ms": round((t.first_token - t.accepted) * 1000, 1) if t.first_token else None,
+                "tokens": t.tokens,
+                "duration_ms": round((time.perf_counter() - t.accepted) * 1000, 1),
+            }
+            log.info("%s", _json_line.encode(record).decode())
         loop = asyncio.get_running_loop()
         loop.call_later(self.config.retain_s, self._forget, stream)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
-from itertools import islice
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from itertools import islice
 from typing import Any
 
 from core.errors import RateLimited
