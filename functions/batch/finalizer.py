@@ -85,7 +85,7 @@ class Finalizer:
                 output_tokens += item.output_tokens
             reason = "batch_cancelled" if cancelled else "batch_expired"
             if len(executed) < batch.total:
-                for raw in iter_lines(self.store.stream_body(batch.input_key)):
+                for raw in iter_lines(self.store.stream_body(batch.input_key, batch.input_etag)):
                     if raw.number in executed or not raw.data.strip():
                         continue
                     custom_id = str(parse_line(raw).custom_id)

@@ -106,6 +106,9 @@ class BatchRecord:
     timestamps: dict[str, int] = field(default_factory=dict)
     output_file_id: str | None = None
     error_file_id: str | None = None
+    # The input's S3 ETag when validated: chunks read that exact version (a presigned POST
+    # could otherwise overwrite it and shift the byte ranges).
+    input_etag: str | None = None
     errors: list[dict[str, Any]] | None = None
     finalize_token: str | None = None
     lease_until: int | None = None

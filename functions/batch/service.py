@@ -87,6 +87,13 @@ def window_seconds(window: str, settings: Settings) -> int:
     return seconds
 
 
+def safe_filename(name: str | None) -> str:
+    """A display name safe to echo in headers: basename, no quotes or control chars."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = re.sub(r"[^A-Za-z0-9._ ()+-]", "_", base).strip()[:255]
+    return cleaned or "batch.jsonl"
+
+
 def _check_metadata(metadata: dict[str, str] | None) -> None:
     if metadata is None:
         return
@@ -132,7 +139,7 @@ class BatchService:
         return FileRecord(
             id=file_id,
             owner=owner,
-            filename=filename or "batch.jsonl",
+            filename=safe_filename(filename),
             purpose="batch",
             bytes=size,
             created_at=now,
@@ -196,10 +203,10 @@ class BatchService:
 
     def file_content(self, owner: str, file_id: str) -> Content:
         record = self.get_file(owner, file_id)
-        size = self.store.object_size(record.s3_key)
-        if size is None:
+        info = self.store.object_info(record.s3_key)
+        if info is None:
             raise NotFound(f"File {file_id} has no content (was it uploaded?).", param="file_id")
-        if size > self.settings.batch_inline_content_bytes:
+        if info[0] > self.settings.batch_inline_content_bytes:
             url = self.store.presign_download(record.s3_key, record.filename, PRESIGN_TTL_S)
             return Content(None, url, record.filename)
         return Content(self.store.read_body(record.s3_key), None, record.filename)
@@ -276,13 +283,14 @@ class BatchService:
                 f"File {file.id} has purpose {file.purpose!r}; a batch needs purpose 'batch'.",
                 param="input_file_id",
             )
-        size = self.store.object_size(file.s3_key)
-        if size is None:
+        info = self.store.object_info(file.s3_key)
+        if info is None:
             raise InvalidRequest(
                 f"File {file.id} has not been uploaded yet (POST the file to its upload URL).",
                 param="input_file_id",
                 code="file_not_uploaded",
             )
+        size, etag = info
         if size > self.settings.max_file_bytes:
             raise PayloadTooLarge(
                 f"File {file.id} is {size} bytes; the limit is {self.settings.max_file_bytes}.",
@@ -290,7 +298,7 @@ class BatchService:
                 code="file_too_large",
             )
         plan = validate_jsonl(
-            iter_lines(self.store.stream_body(file.s3_key)), self.settings, request.endpoint
+            iter_lines(self.store.stream_body(file.s3_key, etag)), self.settings, request.endpoint
         )
         if file.status != "processed":
             file.status, file.bytes, file.line_count = "processed", size, plan.lines
@@ -303,6 +311,7 @@ class BatchService:
             endpoint=request.endpoint,
             input_file_id=file.id,
             input_key=file.s3_key,
+            input_etag=etag,
             completion_window=request.completion_window,
             created_at=now,
             deadline=now + window,

@@ -110,7 +110,11 @@ class BatchWorker:
             )
             self.stats.duplicates += len(done)
             data = await asyncio.to_thread(
-                self.store.read_range, batch.input_key, message.byte_start, message.byte_end
+                self.store.read_range,
+                batch.input_key,
+                message.byte_start,
+                message.byte_end,
+                batch.input_etag,
             )
             lines = [
                 raw

@@ -35,18 +35,19 @@ class BatchStore(abc.ABC):
     ) -> tuple[list[FileRecord], bool]: ...
 
     @abc.abstractmethod
-    def object_size(self, key: str) -> int | None:
-        """The stored size of a body, or None if it was never uploaded."""
+    def object_info(self, key: str) -> tuple[int, str] | None:
+        """A body's size and ETag, or None if it was never uploaded."""
 
     @abc.abstractmethod
     def read_body(self, key: str) -> bytes: ...
 
     @abc.abstractmethod
-    def stream_body(self, key: str) -> Iterator[bytes]: ...
+    def stream_body(self, key: str, etag: str | None = None) -> Iterator[bytes]:
+        """The body in pieces; with ``etag``, fails if the object has changed since."""
 
     @abc.abstractmethod
-    def read_range(self, key: str, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` of a body."""
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of a body (of that exact version, with ``etag``)."""
 
     @abc.abstractmethod
     def write_body(self, key: str, fileobj: Any) -> None: ...

@@ -198,29 +198,33 @@ class DynamoBatchStore(BatchStore):
         found = self._batch_get([f"file#{i}" for i in ids])
         return [_file(found[f"file#{i}"]) for i in ids if f"file#{i}" in found], more
 
-    def object_size(self, key: str) -> int | None:
+    def object_info(self, key: str) -> tuple[int, str] | None:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return int(head["ContentLength"])
+        return int(head["ContentLength"]), head["ETag"]
 
     def read_body(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def stream_body(self, key: str) -> Iterator[bytes]:
-        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def stream_body(self, key: str, etag: str | None = None) -> Iterator[bytes]:
+        extra: dict[str, Any] = {"IfMatch": etag} if etag else {}
+        body = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         try:
             yield from body.iter_chunks(chunk_size=1024 * 1024)
         finally:
             body.close()
 
-    def read_range(self, key: str, start: int, end: int) -> bytes:
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         if end <= start:
             return b""
-        reply = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        extra: dict[str, Any] = {"IfMatch": etag} if etag else {}
+        reply = self.s3.get_object(
+            Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
+        )
         return reply["Body"].read()
 
     def write_body(self, key: str, fileobj: Any) -> None:
@@ -547,6 +551,7 @@ def _batch_item(record: BatchRecord, ttl: int) -> dict[str, Any]:
         "endpoint": record.endpoint,
         "input_file_id": record.input_file_id,
         "input_key": record.input_key,
+        "input_etag": record.input_etag,
         "completion_window": record.completion_window,
         "created_at": record.created_at,
         "deadline": record.deadline,
@@ -574,6 +579,7 @@ def _batch(item: dict[str, Any]) -> BatchRecord:
         endpoint=item["endpoint"],
         input_file_id=item["input_file_id"],
         input_key=item["input_key"],
+        input_etag=item.get("input_etag"),
         completion_window=item["completion_window"],
         created_at=item["created_at"],
         deadline=item["deadline"],
