@@ -42,6 +42,11 @@ typecheck: $(STAMP)
 test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The stream service under load: prints a table, writes bench/results/stream_bench.{md,json,png}.
+# BENCH_ARGS="--quick" for a smoke run.
+bench: $(STAMP)
+	$(PY) -m bench.stream_bench $(BENCH_ARGS)
+
 lock: $(STAMP)
 	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --python-version 3.11 -o requirements.lock
 
