@@ -19,6 +19,8 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -101,6 +103,8 @@ class Api(Construct):
             "URL_TOKEN_SECRET_ARN": shared.url_token_secret.secret_arn,
             "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAiStack",
             "POWERTOOLS_LOG_LEVEL": api_cfg.log_level,
+            # Batch files live as long as the bucket's lifecycle rule keeps them.
+            "BATCH_RETENTION_S": str(config.data.files_expire_days * 86400),
         }
 
         self.api_function = self._function(
@@ -118,8 +122,22 @@ class Api(Construct):
             code=code,
             memory=api_cfg.worker_memory_mib,
             timeout=api_cfg.worker_timeout_s,
-            environment={**environment, "POWERTOOLS_SERVICE_NAME": "rtai-batch-worker"},
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "rtai-batch-worker",
+                # The finalizer's lease must cover one worker invocation (docs/batch.md).
+                "BATCH_FINALIZE_LEASE_S": str(api_cfg.worker_timeout_s),
+            },
             retention=retention,
+        )
+        # The expiry sweep (batches past their completion window): any event without
+        # "Records" makes the worker sweep instead of processing SQS messages.
+        events.Rule(
+            self,
+            "BatchSweep",
+            description="Batch expiry sweep (docs/batch.md)",
+            schedule=events.Schedule.rate(Duration.minutes(5)),
+            targets=[targets.LambdaFunction(self.worker_function)],
         )
         self.worker_function.add_event_source(
             event_sources.SqsEventSource(

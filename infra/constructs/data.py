@@ -49,6 +49,16 @@ class DataStore(Construct):
             auto_delete_objects=not config.retain,
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix="files-bucket/",
+            # Browsers upload large batch files with a presigned POST (docs/batch.md). CORS
+            # grants nothing by itself: the presigned policy's signature does.
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.POST],
+                    allowed_origins=["*"],
+                    allowed_headers=["*"],
+                    max_age=3000,
+                )
+            ],
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-files",

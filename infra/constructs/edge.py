@@ -103,13 +103,6 @@ class WebEdge(Construct):
             keepalive_timeout=Duration.seconds(stream.origin_keepalive_s),
             vpc_origin_name=f"{config.name}-stream",
         )
-        dynamic = {
-            "allowed_methods": cloudfront.AllowedMethods.ALLOW_ALL,
-            "cache_policy": cloudfront.CachePolicy.CACHING_DISABLED,
-            "origin_request_policy": self.origin_request_policy,
-            "viewer_protocol_policy": cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-            "compress": False,
-        }
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
@@ -129,8 +122,8 @@ class WebEdge(Construct):
                 compress=True,
             ),
             additional_behaviors={
-                "/api/*": cloudfront.BehaviorOptions(origin=api_origin, **dynamic),
-                "/stream/*": cloudfront.BehaviorOptions(origin=stream_origin, **dynamic),
+                "/api/*": self._dynamic(api_origin),
+                "/stream/*": self._dynamic(stream_origin),
             },
         )
 
@@ -190,3 +183,14 @@ class WebEdge(Construct):
                 " month idle; every API route but health is behind the Cognito JWT and API"
                 " Gateway throttles per stage.",
             )
+
+    def _dynamic(self, origin: cloudfront.IOrigin) -> cloudfront.BehaviorOptions:
+        """A pass-through behaviour: every method, nothing cached, nothing compressed."""
+        return cloudfront.BehaviorOptions(
+            origin=origin,
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+            cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+            origin_request_policy=self.origin_request_policy,
+            viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+            compress=False,
+        )

@@ -200,7 +200,7 @@ class Observability(Construct):
         api: Api,
         stream: StreamService,
         tables: list[dynamodb.ITable],
-        ttft_p95: cloudwatch.IMetric,
+        ttft_p95: cloudwatch.Metric,
     ) -> cloudwatch.Dashboard:
         five = Duration.minutes(5)
         functions: list[lambda_.IFunction] = [api.api_function, api.worker_function]

@@ -106,3 +106,12 @@ def test_batch_queue_has_dlq_and_worker_reports_partial_failures(synth: Synth) -
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 5
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
+
+
+def test_worker_sweep_schedule_and_lease_matches_timeout(synth: Synth) -> None:
+    functions = _functions(synth)
+    worker = functions["functions.batch_worker.handler.handler"]
+    assert worker["Timeout"] == 300
+    assert worker["Environment"]["Variables"]["BATCH_FINALIZE_LEASE_S"] == "300"
+    rule = one(synth.raw(SERVICE), "AWS::Events::Rule")
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"

@@ -112,7 +112,7 @@ def test_explicit_account_requires_explicit_azs() -> None:
     config = AppConfig(
         env_name="dev",
         account="123456789012",
-        network={"availability_zones": ["us-east-1a", "us-east-1b"]},  # type: ignore[arg-type]
+        network={"availability_zones": ["us-east-1a", "us-east-1b"]},
     )
     assert config.account == "123456789012"
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from infra import lambda_code
 from infra.lambda_code import (
     NOT_ON_LAMBDA,
     PipLocalBundling,
@@ -44,7 +43,7 @@ def test_local_bundling_pip_installs_for_lambda_arm64_and_copies_packages(
         assert "uvicorn" not in requirements and "litestar==" in requirements
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(lambda_code.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     assert PipLocalBundling().try_bundle(str(tmp_path)) is True
     (cmd,) = calls
     assert cmd[1:4] == ["-m", "pip", "install"]
