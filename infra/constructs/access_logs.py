@@ -6,8 +6,6 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.nag import acknowledge
-
 
 class AccessLogsBucket(Construct):
     def __init__(
@@ -38,9 +36,4 @@ class AccessLogsBucket(Construct):
                     id="abort-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
             ],
-        )
-        acknowledge(
-            self.bucket,
-            "AwsSolutions-S1",
-            "This is the access-log bucket itself; logging it into itself would loop.",
         )
