@@ -9,8 +9,9 @@ of as a 502 or a cut-off stream at 2am:
 
 * every idle timeout on the path (CloudFront origin read timeout, ALB idle timeout) must be
   larger than the keepalive interval *with margin*, or idle streams are cut;
-* CloudFront's origin keep-alive must be shorter than the ALB idle timeout (else CloudFront
-  reuses a connection the ALB is closing: sporadic 502s);
+* CloudFront's origin keep-alive must be shorter than the ALB idle timeout, and the ALB idle
+  timeout shorter than the service's own HTTP keep-alive (else one side reuses a connection
+  the other is closing: sporadic 502s);
 * the target group's deregistration delay equals the service's drain time and ECS waits
   longer than that before SIGKILL, so a scale-in or deploy never cuts a running stream.
 """
@@ -31,6 +32,11 @@ DEFAULT_ENV = "dev"
 # seconds: one lost/late ping (GC pause, slow model chunk, congested hop) must not kill a stream.
 KEEPALIVE_MARGIN_FACTOR = 2.0
 KEEPALIVE_MARGIN_S = 10.0
+# uvicorn's HTTP keep-alive in the stream service (stream_service/__main__.py,
+# timeout_keep_alive). The ALB reuses idle connections to targets; if the target closes one
+# first, a request can land on a dying connection (sporadic 502s). So the ALB idle timeout
+# must stay below it.
+STREAM_SERVICE_HTTP_KEEPALIVE_S = 75
 # Fargate's stopTimeout ceiling (seconds between SIGTERM and SIGKILL).
 FARGATE_MAX_STOP_TIMEOUT_S = 120
 STOP_TIMEOUT_MARGIN_S = 5
@@ -79,7 +85,7 @@ class StreamConfig(_Model):
     stream_limit_policy: Literal["reject", "replace"] = "reject"
     drain_s: int = Field(default=30, ge=0, le=FARGATE_MAX_STOP_TIMEOUT_S - STOP_TIMEOUT_MARGIN_S)
     # --- the path in front of it ---
-    alb_idle_timeout_s: int = Field(default=120, ge=1, le=4000)
+    alb_idle_timeout_s: int = Field(default=60, ge=1, le=4000)
     origin_read_timeout_s: int = Field(default=60, ge=1, le=120)
     origin_keepalive_s: int = Field(default=5, ge=1, le=300)
     stickiness_s: int = Field(default=3600, ge=1, le=604800)
@@ -104,6 +110,12 @@ class StreamConfig(_Model):
         _require_margin(
             "stream.origin_read_timeout_s", self.origin_read_timeout_s, self.keepalive_s
         )
+        if self.alb_idle_timeout_s >= STREAM_SERVICE_HTTP_KEEPALIVE_S:
+            raise ValueError(
+                f"stream.alb_idle_timeout_s must be below the stream service's HTTP keep-alive"
+                f" ({STREAM_SERVICE_HTTP_KEEPALIVE_S}s): the ALB would reuse connections the"
+                " service already closed (sporadic 502s)"
+            )
         if self.origin_keepalive_s >= self.alb_idle_timeout_s:
             raise ValueError(
                 "stream.origin_keepalive_s must be below stream.alb_idle_timeout_s: CloudFront"

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from infra.app import cdk_json_context
 from infra.config import (
     KEEPALIVE_MARGIN_FACTOR,
+    STREAM_SERVICE_HTTP_KEEPALIVE_S,
     AppConfig,
     StreamConfig,
     deep_merge,
@@ -78,6 +79,12 @@ def test_alb_idle_timeout_with_margin_is_accepted() -> None:
     # small keepalives still need an absolute margin, not just the factor
     with pytest.raises(ValidationError, match="alb_idle_timeout_s"):
         StreamConfig(keepalive_s=2, alb_idle_timeout_s=5, origin_read_timeout_s=60)
+
+
+def test_alb_idle_timeout_must_stay_below_the_service_http_keepalive() -> None:
+    assert StreamConfig().alb_idle_timeout_s < STREAM_SERVICE_HTTP_KEEPALIVE_S
+    with pytest.raises(ValidationError, match="HTTP keep-alive"):
+        StreamConfig(alb_idle_timeout_s=STREAM_SERVICE_HTTP_KEEPALIVE_S)
 
 
 def test_origin_read_timeout_not_above_keepalive_is_rejected() -> None:

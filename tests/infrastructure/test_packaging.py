@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.config import STREAM_SERVICE_HTTP_KEEPALIVE_S
 from infra.lambda_code import (
     NOT_ON_LAMBDA,
     PipLocalBundling,
@@ -79,3 +81,11 @@ def test_dockerignore_is_an_allow_list() -> None:
     assert lines[lines.index("*")] == "*"
     for allowed in ("!core/", "!stream_service/", "!pyproject.toml", "!requirements.lock"):
         assert allowed in lines
+
+
+def test_service_http_keepalive_matches_what_the_alb_timeout_is_checked_against() -> None:
+    """The ALB idle timeout is validated against the service's uvicorn keep-alive."""
+    main = (REPO_ROOT / "stream_service" / "__main__.py").read_text()
+    match = re.search(r"timeout_keep_alive=(\d+)", main)
+    assert match is not None
+    assert int(match.group(1)) == STREAM_SERVICE_HTTP_KEEPALIVE_S
