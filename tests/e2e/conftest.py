@@ -122,9 +122,11 @@ class LoopServer:
         self.thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     # launch() gives Chromium a fresh temporary profile of its own, removed on close.
+    # Module scope: Playwright's sync API marks its event loop as running on the main
+    # thread while it lives, which would break the asyncio tests that run after these.
     with playwright_sync.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
