@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -58,7 +58,9 @@ class Run:
     tokens: int = 0
 
 
-async def _http(host: str, port: int, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _http(
+    host: str, port: int, request: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     writer.write(request)
     await writer.drain()
@@ -104,7 +106,12 @@ def _post(path: str, port: int, body: bytes, token: str | None = None) -> bytes:
 
 async def direct_stream(port: int, tokens: int, run: Run) -> None:
     body = json.dumps(
-        {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": tokens, "stream": True}
+        {
+            "model": "upstream-model",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": tokens,
+            "stream": True,
+        }
     ).encode()
     started = time.perf_counter()
     try:
@@ -115,19 +122,30 @@ async def direct_stream(port: int, tokens: int, run: Run) -> None:
         run.errors += 1
 
 
-async def node_stream(port: int, token: str, tokens: int, run: Run, client: httpx.AsyncClient) -> None:
-    body = {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": tokens}
+async def node_stream(
+    port: int, token: str, tokens: int, run: Run, client: httpx.AsyncClient
+) -> None:
+    body = {
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": tokens,
+    }
     started = time.perf_counter()
     try:
-        created = await client.post(f"http://127.0.0.1:{port}/stream/v1/streams", json=body,
-                                    headers={"authorization": f"Bearer {token}"})
+        created = await client.post(
+            f"http://127.0.0.1:{port}/stream/v1/streams",
+            json=body,
+            headers={"authorization": f"Bearer {token}"},
+        )
         if created.status_code != 201:
             run.errors += 1
             if run.errors <= 3:
                 print(f"  create failed: {created.status_code} {created.text[:200]}", flush=True)
             return
         url = created.json()["events_url"]
-        request = f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        request = (
+            f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        )
         reader, writer = await _http("127.0.0.1", port, request)
         await _consume(reader, run, started, False)
         writer.close()
@@ -135,12 +153,14 @@ async def node_stream(port: int, token: str, tokens: int, run: Run, client: http
         run.errors += 1
 
 
-async def run_level(kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, token: str) -> Run:
+async def run_level(
+    kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, token: str
+) -> Run:
     run = Run()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         tasks = []
-        for i in range(concurrency):
+        for _i in range(concurrency):
             if kind == "direct":
                 tasks.append(asyncio.create_task(direct_stream(port, tokens, run)))
             else:
@@ -173,7 +193,13 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -189,16 +215,26 @@ async def idle_rss(node_port: int, node_pid: int, token: str, count: int) -> tup
     """Open ``count`` streams whose upstream has not answered yet; RSS growth per stream."""
     before = rss_kb(node_pid)
     conns = []
-    body = {"model": "upstream-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+    body = {
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 5,
+    }
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100), timeout=60) as client:
         sem = asyncio.Semaphore(100)
 
         async def one() -> None:
             async with sem:
-                created = await client.post(f"http://127.0.0.1:{node_port}/stream/v1/streams", json=body,
-                                            headers={"authorization": f"Bearer {token}"})
+                created = await client.post(
+                    f"http://127.0.0.1:{node_port}/stream/v1/streams",
+                    json=body,
+                    headers={"authorization": f"Bearer {token}"},
+                )
                 if created.status_code != 201:
-                    print(f"  idle create failed: {created.status_code} {created.text[:200]}", flush=True)
+                    print(
+                        f"  idle create failed: {created.status_code} {created.text[:200]}",
+                        flush=True,
+                    )
                     return
                 url = created.json()["events_url"]
                 request = f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
@@ -222,7 +258,9 @@ def mint_token(user: str = "bench") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", default="100,250,500,1000")
     parser.add_argument("--tokens", type=int, default=100, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
@@ -236,15 +274,35 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     up_port, node_port, idle_up_port = free_port(), free_port(), free_port()
     py = sys.executable
-    upstream = start([py, "-m", "bench.upstream_server", "--port", str(up_port), "--interval", str(1 / args.rate)], {},
-                     f"http://127.0.0.1:{up_port}/v1/models")
+    upstream = start(
+        [
+            py,
+            "-m",
+            "bench.upstream_server",
+            "--port",
+            str(up_port),
+            "--interval",
+            str(1 / args.rate),
+        ],
+        {},
+        f"http://127.0.0.1:{up_port}/v1/models",
+    )
     node_env = {
-        "LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
-        "OPENAI_MAX_RETRIES": "0", "STREAM_STORE": "memory", "MAX_STREAMS_PER_USER": "100000",
-        "AUTH_DEV_SECRET": SECRET, "RESUME_GRACE_S": "60", "NODE_ID": "bench",
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+        "OPENAI_MAX_RETRIES": "0",
+        "STREAM_STORE": "memory",
+        "MAX_STREAMS_PER_USER": "100000",
+        "AUTH_DEV_SECRET": SECRET,
+        "RESUME_GRACE_S": "60",
+        "NODE_ID": "bench",
     }
-    node = start([py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)], node_env,
-                 f"http://127.0.0.1:{node_port}/stream/healthz")
+    node = start(
+        [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
+        node_env,
+        f"http://127.0.0.1:{node_port}/stream/healthz",
+    )
     token = mint_token()
     rows = []
     try:
@@ -254,17 +312,24 @@ def main() -> None:
             via = asyncio.run(run_level("node", level, args.tokens, ramp, node_port, token))
             row = {
                 "streams": level,
-                "direct_p50": pct(direct.latencies_ms, 0.5), "direct_p99": pct(direct.latencies_ms, 0.99),
-                "node_p50": pct(via.latencies_ms, 0.5), "node_p99": pct(via.latencies_ms, 0.99),
-                "ttft_direct_p50": pct(direct.ttft_ms, 0.5), "ttft_node_p50": pct(via.ttft_ms, 0.5),
-                "tokens": via.tokens, "errors": direct.errors + via.errors,
+                "direct_p50": pct(direct.latencies_ms, 0.5),
+                "direct_p99": pct(direct.latencies_ms, 0.99),
+                "node_p50": pct(via.latencies_ms, 0.5),
+                "node_p99": pct(via.latencies_ms, 0.99),
+                "ttft_direct_p50": pct(direct.ttft_ms, 0.5),
+                "ttft_node_p50": pct(via.ttft_ms, 0.5),
+                "tokens": via.tokens,
+                "errors": direct.errors + via.errors,
             }
             row["added_p50"] = row["node_p50"] - row["direct_p50"]
             row["added_p99"] = row["node_p99"] - row["direct_p99"]
             row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
             rows.append(row)
-            print(f"{level:>6} streams: added p50 {row['added_p50']:.2f} ms, p99 {row['added_p99']:.2f} ms, "
-                  f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}", flush=True)
+            print(
+                f"{level:>6} streams: added p50 {row['added_p50']:.2f} ms, p99 {row['added_p99']:.2f} ms, "
+                f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}",
+                flush=True,
+            )
         metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
         writes = metric_sum(metrics, "rtai_stream_store_writes_total")
         produced = metric_sum(metrics, "rtai_stream_tokens_total")
@@ -272,11 +337,17 @@ def main() -> None:
         node.send_signal(signal.SIGKILL)
         upstream.send_signal(signal.SIGKILL)
     # Idle streams: a fresh node and an upstream that takes 10 minutes to answer.
-    idle_upstream = start([py, "-m", "bench.upstream_server", "--port", str(idle_up_port), "--ttft", "600"], {},
-                          f"http://127.0.0.1:{idle_up_port}/v1/models")
+    idle_upstream = start(
+        [py, "-m", "bench.upstream_server", "--port", str(idle_up_port), "--ttft", "600"],
+        {},
+        f"http://127.0.0.1:{idle_up_port}/v1/models",
+    )
     node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
-    node = start([py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)], node_env,
-                 f"http://127.0.0.1:{node_port}/stream/healthz")
+    node = start(
+        [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
+        node_env,
+        f"http://127.0.0.1:{node_port}/stream/healthz",
+    )
     try:
         per_stream_kb, held = asyncio.run(idle_rss(node_port, node.pid, token, args.idle))
     finally:
@@ -334,8 +405,10 @@ def plot(s: dict[str, object], path: Path) -> None:
     x = [r["streams"] for r in rows]  # type: ignore[index,union-attr]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label, style in (
-        ("direct_p50", "direct p50", "b--"), ("direct_p99", "direct p99", "b:"),
-        ("node_p50", "via node p50", "r-"), ("node_p99", "via node p99", "r-."),
+        ("direct_p50", "direct p50", "b--"),
+        ("direct_p99", "direct p99", "b:"),
+        ("node_p50", "via node p50", "r-"),
+        ("node_p99", "via node p99", "r-."),
     ):
         ax.plot(x, [r[key] for r in rows], style, marker="o", label=label)  # type: ignore[index,union-attr]
     ax.set_xlabel("concurrent streams")

@@ -16,11 +16,19 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--ttft", type=float, default=0.05)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     app = ScriptedUpstream(ttft_s=args.ttft, interval_s=args.interval, stamp=True)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
-                backlog=8192, timeout_keep_alive=120)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        backlog=8192,
+        timeout_keep_alive=120,
+    )
 
 
 if __name__ == "__main__":
