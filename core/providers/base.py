@@ -11,8 +11,10 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from core.schemas.chat import ChatCompletionRequest, Usage
+from core.errors import NotFound
+from core.schemas.chat import ChatCompletionRequest, Usage, completion_body, new_completion_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,16 @@ class Completion:
     finish_reason: str
     usage: Usage
 
+    def body(self, model: str) -> dict[str, Any]:
+        """This completion as an OpenAI ``chat.completion`` object."""
+        return completion_body(
+            completion_id=new_completion_id(),
+            model=model,
+            text=self.text,
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+        )
+
 
 class ModelProvider(abc.ABC):
     """One upstream (a scripted local model, or any OpenAI-compatible server)."""
@@ -47,6 +59,15 @@ class ModelProvider(abc.ABC):
 
     async def has_model(self, model: str) -> bool:
         return model in await self.list_models()
+
+    async def require_model(self, model: str) -> None:
+        """Raise OpenAI's 404 ``model_not_found`` unless this provider serves ``model``."""
+        if not await self.has_model(model):
+            raise NotFound(
+                f"The model '{model}' does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
 
     @abc.abstractmethod
     def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from core.errors import ApiError, InvalidRequest, NotFound, RateLimited, UpstreamError
+from core.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
 from core.providers import ModelProvider
 from core.providers.base import Completion
-from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
+from core.schemas.chat import parse_chat_request
 from core.settings import Settings
 from functions.batch.finalizer import Finalizer
 from functions.batch.queue import decode_message
@@ -154,12 +154,7 @@ class BatchWorker:
                     if not await gate.open():
                         raise _Skipped
                     started = True
-                if not await self.provider.has_model(chat.model):
-                    raise NotFound(
-                        f"The model '{chat.model}' does not exist or you do not have access to it.",
-                        code="model_not_found",
-                        param="model",
-                    )
+                await self.provider.require_model(chat.model)
                 return await self.provider.complete(chat)
 
             result = await self.with_retries(call)
@@ -168,13 +163,7 @@ class BatchWorker:
                 raise _Skipped from exc
             item = ItemResult(raw.number, custom_id, False, exc.status_code, exc.body(), request_id)
         else:
-            body = completion_body(
-                completion_id=new_completion_id(),
-                model=chat.model,
-                text=result.text,
-                finish_reason=result.finish_reason,
-                usage=result.usage,
-            )
+            body = result.body(chat.model)
             item = ItemResult(
                 raw.number,
                 custom_id,

@@ -107,12 +107,7 @@ class StreamEngine:
                 code="draining",
                 headers={"Retry-After": "1"},
             )
-        if not await self.provider.has_model(request.model):
-            raise NotFound(
-                f"The model '{request.model}' does not exist.",
-                code="model_not_found",
-                param="model",
-            )
+        await self.provider.require_model(request.model)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         info = StreamInfo(new_completion_id(), request.model, int(time.time()), include_usage)
         stream = LiveStream(

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, post
 
 from core.http.auth import AuthPrincipal
 from core.providers import ModelProvider
-from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
+from core.schemas.chat import parse_chat_request
 from core.settings import Settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.sse import sse_response
@@ -28,23 +28,9 @@ class StreamChatController(Controller):
         engine: StreamEngine = request.app.state.engine
         if not chat.stream:  # a plain completion, for clients that share one base URL
             provider: ModelProvider = engine.provider
-            if not await provider.has_model(chat.model):
-                from core.errors import NotFound
-
-                raise NotFound(
-                    f"The model '{chat.model}' does not exist.",
-                    code="model_not_found",
-                    param="model",
-                )
+            await provider.require_model(chat.model)
             result = await provider.complete(chat)
-            body = completion_body(
-                completion_id=new_completion_id(),
-                model=chat.model,
-                text=result.text,
-                finish_reason=result.finish_reason,
-                usage=result.usage,
-            )
-            return Response(body)
+            return Response(result.body(chat.model))
         stream = await engine.create(principal.sub, chat, accepted)
         events = await engine.open(principal.sub, stream.id, 0, openai_format=True)
         return sse_response(events, {"X-Stream-Id": stream.id})

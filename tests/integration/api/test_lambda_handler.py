@@ -2,78 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
+from tests.support.lambda_events import http_api_event
 from tests.support.servers import ROOT
-
-
-def http_api_event(
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    *,
-    token: str | None = None,
-    b64: bool = False,
-) -> dict[str, Any]:
-    headers = {
-        "content-type": "application/json",
-        "host": "abc.execute-api.us-east-1.amazonaws.com",
-    }
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc",
-            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "pytest",
-            },
-            "requestId": "req-1",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "24/Nov/2026:00:00:00 +0000",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "isBase64Encoded": b64,
-    }
-    if body is not None:
-        event["body"] = base64.b64encode(body).decode() if b64 else body.decode()
-    return event
-
-
-class FakeContext:
-    function_name = "rtai-api"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:rtai-api"
-    memory_limit_in_mb = 1024
-    aws_request_id = "req-1"
-    log_group_name = "/aws/lambda/rtai-api"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
 
 _COLD_START_SCRIPT = """
 import json, sys, time
@@ -81,7 +21,7 @@ t0 = time.perf_counter()
 import functions.api.handler as h
 t1 = time.perf_counter()
 sys.path.insert(0, "tests")
-from tests.integration.api.test_lambda_handler import FakeContext
+from tests.support.lambda_events import FakeContext
 events = json.loads(sys.stdin.read())
 results = []
 for i, event in enumerate(events):

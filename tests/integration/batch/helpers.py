@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from core.aws import clients
@@ -12,18 +11,7 @@ from core.settings import Settings
 from functions.batch.schemas import BatchRecord
 from functions.batch.service import BatchService, CreateBatch
 from tests.integration.batch.conftest import jsonl
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "rtai-batch-worker"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:rtai-batch-worker"
-    aws_request_id: str = "req-test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+from tests.support.lambda_events import FakeContext  # noqa: F401 - re-exported for the batch tests
 
 
 def make_batch(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 from mangum import Mangum
@@ -13,43 +12,13 @@ from mangum import Mangum
 from core.settings import Settings
 from functions.api.app import create_app
 from tests.integration.batch.conftest import chat_line, jsonl
-from tests.integration.batch.helpers import FakeContext
+from tests.support.lambda_events import FakeContext, http_api_event
 
 
 def event(
     method: str, path: str, token: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "host": "abc.execute-api.us-east-1.amazonaws.com",
-            "authorization": f"Bearer {token}",
-            **(headers or {}),
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc",
-            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "pytest",
-            },
-            "requestId": "req-1",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "24/Nov/2026:00:00:00 +0000",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": base64.b64encode(body).decode(),
-        "isBase64Encoded": True,
-    }
+    return http_api_event(method, path, body, token=token, headers=headers, b64=True)
 
 
 def test_upload_and_idempotent_create_through_mangum(batch_settings: Settings, token: str) -> None:

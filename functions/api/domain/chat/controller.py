@@ -6,20 +6,11 @@ from typing import Any
 
 from litestar import Controller, Request, post
 
-from core.errors import InvalidRequest, NotFound
+from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal
 from core.providers import ModelProvider
-from core.schemas.chat import completion_body, new_completion_id, parse_chat_request
+from core.schemas.chat import parse_chat_request
 from core.settings import Settings
-
-
-async def ensure_model(provider: ModelProvider, model: str) -> None:
-    if not await provider.has_model(model):
-        raise NotFound(
-            f"The model '{model}' does not exist or you do not have access to it.",
-            code="model_not_found",
-            param="model",
-        )
 
 
 class ChatController(Controller):
@@ -39,12 +30,6 @@ class ChatController(Controller):
                 code="use_stream_endpoint",
             )
         provider: ModelProvider = request.app.state.provider
-        await ensure_model(provider, chat.model)
+        await provider.require_model(chat.model)
         result = await provider.complete(chat)
-        return completion_body(
-            completion_id=new_completion_id(),
-            model=chat.model,
-            text=result.text,
-            finish_reason=result.finish_reason,
-            usage=result.usage,
-        )
+        return result.body(chat.model)
