@@ -211,8 +211,21 @@ def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[
     raise RuntimeError(f"{cmd} did not start")
 
 
-async def idle_rss(node_port: int, node_pid: int, token: str, count: int) -> tuple[float, int]:
-    """Open ``count`` streams whose upstream has not answered yet; RSS growth per stream."""
+def established(port: int) -> int:
+    """TCP connections established to ``port`` on this machine (both ends are local)."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return len(out.splitlines())
+
+
+async def idle_rss(
+    node_port: int, node_pid: int, token: str, count: int, upstream_port: int
+) -> tuple[float, int, int]:
+    """Open ``count`` streams whose upstream has not answered yet; RSS growth per stream, the
+    client connections held, and the upstream connections the node holds for them."""
     before = rss_kb(node_pid)
     conns = []
     body = {
@@ -246,9 +259,10 @@ async def idle_rss(node_port: int, node_pid: int, token: str, count: int) -> tup
         await asyncio.sleep(2)
         after = rss_kb(node_pid)
         held = len(conns)
+        upstream_held = established(upstream_port)
         for writer in conns:
             writer.close()
-    return (after - before) / max(1, held), held
+    return (after - before) / max(1, held), held, upstream_held
 
 
 def mint_token(user: str = "bench") -> str:
@@ -349,7 +363,9 @@ def main() -> None:
         f"http://127.0.0.1:{node_port}/stream/healthz",
     )
     try:
-        per_stream_kb, held = asyncio.run(idle_rss(node_port, node.pid, token, args.idle))
+        per_stream_kb, held, upstream_held = asyncio.run(
+            idle_rss(node_port, node.pid, token, args.idle, idle_up_port)
+        )
     finally:
         node.send_signal(signal.SIGKILL)
         idle_upstream.send_signal(signal.SIGKILL)
@@ -359,6 +375,7 @@ def main() -> None:
         "rows": rows,
         "max_streams_p99_added_under_50ms": max(ok) if ok else 0,
         "idle_streams_held": held,
+        "idle_upstream_connections": upstream_held,
         "rss_kb_per_idle_stream": per_stream_kb,
         "store_writes_per_token": writes / produced if produced else float("nan"),
         "tokens_per_stream": args.tokens,
@@ -388,7 +405,9 @@ def render_table(s: dict[str, object]) -> str:
     lines += [
         "",
         f"- max concurrent streams with p99 added latency under 50 ms: {s['max_streams_p99_added_under_50ms']}",
-        f"- idle streams held by one process: {s['idle_streams_held']}, RSS per idle stream: {s['rss_kb_per_idle_stream']:.1f} KB",
+        f"- idle streams held by one process: {s['idle_streams_held']} client connections and "
+        f"{s['idle_upstream_connections']} upstream connections; RSS per idle stream: "
+        f"{s['rss_kb_per_idle_stream']:.1f} KB",
         f"- store writes per token: {s['store_writes_per_token']:.3f}",
         "",
     ]

@@ -28,6 +28,8 @@ class StreamSettings(BaseSettings):
     # Store batching: at most one event-batch write per stream per interval (or sooner at N).
     flush_interval_ms: int = Field(default=300, ge=100, le=5000)
     flush_max_events: int = Field(default=64, ge=1, le=512)
+    # Concurrent store writers (each one write in flight at a time).
+    flush_concurrency: int = Field(default=16, ge=1, le=256)
     # Producer lease: a producer whose lease lapses is declared lost by any node.
     lease_ttl_s: float = Field(default=6.0, gt=0)
     # How often a producer polls the store for cross-node facts (cancel, remote readers).
@@ -36,6 +38,9 @@ class StreamSettings(BaseSettings):
     tail_interval_ms: int = Field(default=150, ge=20, le=5000)
     # Slots (per-user stream limit) are leases too; renewed well inside their TTL.
     slot_ttl_s: float = Field(default=30.0, gt=0)
+    # An upstream silent this long (before or between tokens) is given up: error
+    # `upstream_timeout`, retryable. Checked by the poll loop, not per socket read.
+    upstream_idle_s: float = Field(default=60.0, gt=0)
     # Events kept in memory per stream; older ones are served from the store.
     memory_window: int = Field(default=4096, ge=16)
     # How long a finished stream stays in memory for fast resumes.

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2  # the SDK's HTTP client: its errors surface while a body streams
 import msgspec
 import openai
 from openai import AsyncOpenAI
@@ -45,8 +45,16 @@ _chunk_decoder = msgspec.json.Decoder(_Chunk)
 class OpenAIProvider(ModelProvider):
     name = "openai"
 
-    def __init__(self, client: AsyncOpenAI, allowed_models: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        allowed_models: list[str] | None = None,
+        stream_read_timeout_s: float | None = 60.0,
+    ) -> None:
         self.client = client
+        # None: no per-read timer (a cancel scope per socket read is the costliest thing
+        # on the token path); the caller then watches for a silent upstream itself.
+        self._stream_timeout = openai.Timeout(10.0, read=stream_read_timeout_s)
         self._allowed = allowed_models or None
         self._cached: tuple[float, list[str]] | None = None
 
@@ -74,30 +82,36 @@ class OpenAIProvider(ModelProvider):
                 **request.to_openai_kwargs(),
                 stream=True,
                 stream_options={"include_usage": True},
+                timeout=self._stream_timeout,
             ) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = _chunk_decoder.decode(data)
-                    if chunk.error is not None:
-                        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
-                    if chunk.usage is not None:
-                        usage = Usage(
-                            chunk.usage.prompt_tokens,
-                            chunk.usage.completion_tokens,
-                            chunk.usage.total_tokens,
-                        )
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            yield TokenDelta(choice.delta.content)
-                        if choice.finish_reason:
-                            reason = choice.finish_reason
+                buffer = b""
+                async for raw in response.iter_bytes():
+                    buffer += raw
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, comments, event/id fields
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            break
+                        chunk = _chunk_decoder.decode(data)
+                        if chunk.error is not None:
+                            message = chunk.error.get("message")
+                            raise UpstreamError(f"Upstream model error: {message}")
+                        if chunk.usage is not None:
+                            usage = Usage(
+                                chunk.usage.prompt_tokens,
+                                chunk.usage.completion_tokens,
+                                chunk.usage.total_tokens,
+                            )
+                        for choice in chunk.choices:
+                            if choice.delta.content:
+                                yield TokenDelta(choice.delta.content)
+                            if choice.finish_reason:
+                                reason = choice.finish_reason
         except openai.APIError as exc:
             raise _translate(exc) from exc
-        except (httpx.HTTPError, msgspec.DecodeError) as exc:
+        except (httpx2.HTTPError, msgspec.DecodeError) as exc:
             raise UpstreamError(f"Upstream stream broke: {exc}") from exc
         yield Finish(reason, usage)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from openai import AsyncOpenAI
+import httpx2
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from core.providers.base import ModelProvider
 from core.providers.local import LocalProvider
@@ -14,7 +15,11 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def build_provider(settings: Settings) -> ModelProvider:
+def build_provider(
+    settings: Settings, *, stream_read_timeout_s: float | None = 60.0
+) -> ModelProvider:
+    """The configured provider. ``stream_read_timeout_s=None`` drops the per-read timeout of
+    streams, for callers that watch upstream silence themselves (the stream engine)."""
     if settings.provider == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
         client = AsyncOpenAI(
@@ -22,8 +27,17 @@ def build_provider(settings: Settings) -> ModelProvider:
             base_url=settings.openai_base_url,
             timeout=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
+            # One upstream connection per running stream: the SDK's default pool (1,000)
+            # would make stream 1,001 wait for a connection.
+            http_client=DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(
+                    max_connections=settings.openai_max_connections,
+                    max_keepalive_connections=min(200, settings.openai_max_connections),
+                    keepalive_expiry=30.0,
+                )
+            ),
         )
-        return OpenAIProvider(client, _split(settings.models))
+        return OpenAIProvider(client, _split(settings.models), stream_read_timeout_s)
     return LocalProvider(
         _split(settings.models) or _split(settings.local_models),
         ttft_s=settings.local_ttft_ms / 1000,

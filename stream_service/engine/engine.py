@@ -60,7 +60,8 @@ class StreamEngine:
         self.draining = False
         self.slots = SlotManager(store, settings, config)
         self._loops: list[asyncio.Task[None]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        # Streams with events to flush; a fixed set of workers writes them (no task per flush).
+        self._flush_queue: asyncio.Queue[LiveStream] = asyncio.Queue()
         store.observe_writes(self.metrics.store_write)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -69,6 +70,11 @@ class StreamEngine:
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self._reader_heartbeat_loop(), name="reader-heartbeat"),
+            asyncio.create_task(self._keepalive_loop(), name="keepalive"),
+            *(
+                asyncio.create_task(self._flush_worker(), name=f"flush-{n}")
+                for n in range(self.config.flush_concurrency)
+            ),
         ]
 
     async def stop(self) -> None:
@@ -94,8 +100,8 @@ class StreamEngine:
         running = [s.task for s in self.live.values() if s.task and not s.task.done()]
         if running:
             await asyncio.wait(running, timeout=max(0.5, deadline - time.monotonic()))
-        if self._flushes:
-            await asyncio.wait(list(self._flushes), timeout=1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_queue.join(), timeout=1.0)
 
     # --- creating and cancelling ---------------------------------------------------------
     async def create(
@@ -230,6 +236,12 @@ class StreamEngine:
             reason = stream.cancel_reason
             if reason in ("rejected", "lease_lost"):
                 status = reason
+            elif reason == "upstream_timeout":
+                status = "failed"
+                message = f"The model sent nothing for {self.config.upstream_idle_s:.0f} s."
+                stream.append(
+                    "error", {"code": "upstream_timeout", "message": message, "retryable": True}
+                )
             elif reason == "drain_deadline":
                 status = "failed"
                 stream.append(
@@ -381,16 +393,29 @@ class StreamEngine:
         return None
 
     def _flush_soon(self, stream: LiveStream) -> None:
-        if stream.admitted and not stream.lock.locked():
-            task = asyncio.create_task(self._flush_quietly(stream))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+        if stream.admitted and not stream.flush_queued:
+            stream.flush_queued = True
+            self._flush_queue.put_nowait(stream)
 
-    async def _flush_quietly(self, stream: LiveStream) -> None:
-        try:
-            await self._flush(stream)
-        except Exception:
-            log.warning("flush of %s failed; will retry", stream.id, exc_info=True)
+    async def _flush_worker(self) -> None:
+        while True:
+            stream = await self._flush_queue.get()
+            stream.flush_queued = False
+            try:
+                await self._flush(stream)
+            except Exception:
+                log.warning("flush of %s failed; will retry", stream.id, exc_info=True)
+            finally:
+                self._flush_queue.task_done()
+
+    async def _keepalive_loop(self) -> None:
+        """Wake idle readers twice per keepalive interval: they ping if they have been silent
+        for half of it, so no connection is ever silent for a whole ``KEEPALIVE_S``."""
+        interval = self.settings.keepalive_s / 2
+        while True:
+            await asyncio.sleep(interval)
+            for stream in list(self.live.values()):
+                stream.wake()
 
     async def _flush_loop(self) -> None:
         interval = self.config.flush_interval_ms / 1000
@@ -422,6 +447,7 @@ class StreamEngine:
             return
         facts = await self.store.poll([s.id for s in running])
         now_mono = time.monotonic()
+        perf_now = time.perf_counter()
         wall = now_ms()
         heartbeat_s = self.config.heartbeat_s
         lease_ms = int(self.config.lease_ttl_s * 1000)
@@ -433,6 +459,10 @@ class StreamEngine:
                 if fact.cancel:
                     self._cancel_local(stream, "client")
                     continue
+            heard = stream.timings.last_token or stream.timings.upstream_sent
+            if heard is not None and perf_now - heard > self.config.upstream_idle_s:
+                self._cancel_local(stream, "upstream_timeout")
+                continue
             unread = stream.readers == 0 and stream.remote_reader_until_ms < wall
             if unread and now_mono - stream.detached_since >= self.settings.resume_grace_s:
                 self._cancel_local(stream, "no_reader")
@@ -507,7 +537,7 @@ class StreamEngine:
         metrics.connections.inc()
         if after:
             (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
-        keepalive = self.settings.keepalive_s
+        half_keepalive = self.settings.keepalive_s / 2 * 0.9
         try:
             yield self._retry_hint(info)
             while True:
@@ -536,7 +566,9 @@ class StreamEngine:
                     continue
                 if stream.finished and after >= stream.last_seq:
                     return
-                if not await stream.wait(keepalive):
+                before = time.monotonic()
+                await stream.wait()
+                if after >= stream.last_seq and time.monotonic() - before >= half_keepalive:
                     yield PING
         finally:
             stream.detach()

@@ -41,7 +41,7 @@ class LiveStream:
     status: str = "running"
     admitted: bool = False  # slot granted; nothing is stored before that
     meta_written: bool = False
-    flushing: bool = False
+    flush_queued: bool = False
     last_flush: float = field(default_factory=time.monotonic)
     last_heartbeat: float = 0.0
     cancel_reason: str | None = None
@@ -70,15 +70,12 @@ class LiveStream:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - hot path, no task
-        """Wait for a new event (or a wake-up); False on timeout."""
+    async def wait(self) -> None:
+        """Wait for a new event or a wake-up (the engine's keepalive tick, a drain). One
+        future per waiting reader, no timer: the hot path stays cheap."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            return False
-        return True
+        await waiter
 
     def since(self, seq: int) -> list[Event]:
         """Events with a seq above ``seq`` that are in memory."""
