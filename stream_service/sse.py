@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request
-from litestar.response import Stream
+from litestar.types import Receive, Scope, Send
 
 from core.errors import InvalidRequest
 
@@ -17,12 +19,53 @@ SSE_HEADERS = {
 }
 
 
-def sse_response(body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> Stream:
-    return Stream(
-        body,
-        media_type="text/event-stream; charset=utf-8",
-        headers={**SSE_HEADERS, **(headers or {})},
-    )
+class EventStream:
+    """An SSE response as a bare ASGI app (handlers return it annotated ``ASGIApp``).
+
+    Per connection it costs one small task that waits for the client to leave, and per
+    event one ``send``: no task group or cancel scope per response. When the client
+    disconnects, the sending task is cancelled, so the body generator's ``finally`` runs
+    at once (a stream with no readers can then be cancelled upstream after its grace).
+    """
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+        self.body = body
+        merged = {
+            "content-type": "text/event-stream; charset=utf-8",
+            **SSE_HEADERS,
+            **(headers or {}),
+        }
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in merged.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        sending = True
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if sending:
+                sender.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            async for chunk in self.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sending = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watcher.done():
+                raise  # cancelled for another reason (shutdown): let it through
+            sender.uncancel()  # the client left: a normal end of this response
+        finally:
+            sending = False
+            watcher.cancel()
+            with contextlib.suppress(Exception):
+                await self.body.aclose()  # type: ignore[attr-defined]
 
 
 def last_event_id(request: Request[Any, Any, Any], max_seq: int) -> int:

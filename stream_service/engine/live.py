@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from stream_service.engine.events import Event, StreamInfo
 
 
-@dataclass
+@dataclass(slots=True)
 class Timings:
     accepted: float
     upstream_sent: float | None = None
@@ -24,7 +24,7 @@ class Timings:
     tokens: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LiveStream:
     id: str
     owner: str

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath
+from litestar.types import ASGIApp
 
 from core.auth import Principal, UrlTokens
 from core.http.auth import AuthPrincipal, provide_principal
@@ -14,7 +15,7 @@ from core.schemas.chat import parse_chat_request
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine.engine import StreamEngine
-from stream_service.sse import last_event_id, sse_response
+from stream_service.sse import EventStream, last_event_id
 
 
 async def stream_principal(request: Request[Any, Any, Any], stream_id: str) -> Principal:
@@ -50,9 +51,7 @@ class StreamsController(Controller):
         }
 
     @get("/{stream_id:str}/events")
-    async def events(
-        self, request: Request[Any, Any, Any], stream_id: FromPath[str]
-    ) -> Response[Any]:
+    async def events(self, request: Request[Any, Any, Any], stream_id: FromPath[str]) -> ASGIApp:
         principal = await stream_principal(request, stream_id)
         config: StreamSettings = request.app.state.stream_config
         after = last_event_id(request, config.max_seq)
@@ -68,7 +67,7 @@ class StreamsController(Controller):
         body = await engine.open(
             principal.sub, stream_id, after, openai_format=fmt == "openai", wait_s=wait_s
         )
-        return sse_response(body, {"X-Stream-Id": stream_id})
+        return EventStream(body, {"X-Stream-Id": stream_id})
 
     @get("/{stream_id:str}")
     async def status(
