@@ -9,8 +9,9 @@ directly against the upstream and through the node, and compares when tokens arr
 Printed and written to ``bench/results/``: added latency per token (through the node minus
 direct, p50/p99), TTFT overhead, the highest level whose p99 added latency stays under
 50 ms, RSS per idle stream (streams open, upstream not yet answering), and store writes
-per token (the node's own counter). The node uses the in-memory store with 5 ms simulated
-write latency; a moto server cannot absorb a thousand streams' writes on two cores.
+per token (the node's own counter). The node uses the in-memory store (``STREAM_STORE=memory``),
+which counts writes exactly as the DynamoDB store does; a moto server cannot absorb a
+thousand streams' writes on two cores. Each stream has its own user.
 """
 
 from __future__ import annotations
@@ -154,16 +155,17 @@ async def node_stream(
 
 
 async def run_level(
-    kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, token: str
+    kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, users: list[str]
 ) -> Run:
     run = Run()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         tasks = []
-        for _i in range(concurrency):
+        for i in range(concurrency):
             if kind == "direct":
                 tasks.append(asyncio.create_task(direct_stream(port, tokens, run)))
             else:
+                token = users[i % len(users)]
                 tasks.append(asyncio.create_task(node_stream(port, token, tokens, run, client)))
             await asyncio.sleep(ramp_s / concurrency)
         await asyncio.gather(*tasks)
@@ -222,7 +224,7 @@ def established(port: int) -> int:
 
 
 async def idle_rss(
-    node_port: int, node_pid: int, token: str, count: int, upstream_port: int
+    node_port: int, node_pid: int, users: list[str], count: int, upstream_port: int
 ) -> tuple[float, int, int]:
     """Open ``count`` streams whose upstream has not answered yet; RSS growth per stream, the
     client connections held, and the upstream connections the node holds for them."""
@@ -236,7 +238,7 @@ async def idle_rss(
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100), timeout=60) as client:
         sem = asyncio.Semaphore(100)
 
-        async def one() -> None:
+        async def one(token: str) -> None:
             async with sem:
                 created = await client.post(
                     f"http://127.0.0.1:{node_port}/stream/v1/streams",
@@ -255,8 +257,11 @@ async def idle_rss(
                 await reader.readuntil(b"\r\n\r\n")
                 conns.append(writer)
 
-        await asyncio.gather(*(one() for _ in range(count)))
-        await asyncio.sleep(2)
+        await asyncio.gather(*(one(users[i % len(users)]) for i in range(count)))
+        deadline = time.monotonic() + 60  # every producer reaches the upstream
+        while established(upstream_port) < len(conns) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1)
         after = rss_kb(node_pid)
         held = len(conns)
         upstream_held = established(upstream_port)
@@ -276,7 +281,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--levels", default="100,250,500,1000")
-    parser.add_argument("--tokens", type=int, default=100, help="tokens per stream")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
     parser.add_argument("--idle", type=int, default=5000, help="idle streams for the memory figure")
     parser.add_argument("--quick", action="store_true", help="small levels, for a smoke run")
@@ -317,13 +322,16 @@ def main() -> None:
         node_env,
         f"http://127.0.0.1:{node_port}/stream/healthz",
     )
-    token = mint_token()
+    # One user per stream, as in production (each user's slot records stay small).
+    users = [mint_token(f"bench-{i}") for i in range(max([*levels, args.idle]))]
     rows = []
     try:
         for level in levels:
-            ramp = max(1.0, level / 400)
-            direct = asyncio.run(run_level("direct", level, args.tokens, ramp, up_port, token))
-            via = asyncio.run(run_level("node", level, args.tokens, ramp, node_port, token))
+            # Streams start at a steady rate (level / ramp per second), as they would with
+            # replies of this length, rather than all at once.
+            ramp = max(1.0, min(args.tokens / args.rate / 2, level / 200))
+            direct = asyncio.run(run_level("direct", level, args.tokens, ramp, up_port, users))
+            via = asyncio.run(run_level("node", level, args.tokens, ramp, node_port, users))
             row = {
                 "streams": level,
                 "direct_p50": pct(direct.latencies_ms, 0.5),
@@ -357,6 +365,7 @@ def main() -> None:
         f"http://127.0.0.1:{idle_up_port}/v1/models",
     )
     node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
+    node_env["UPSTREAM_IDLE_S"] = "900"  # these streams wait on purpose
     node = start(
         [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
         node_env,
@@ -364,7 +373,7 @@ def main() -> None:
     )
     try:
         per_stream_kb, held, upstream_held = asyncio.run(
-            idle_rss(node_port, node.pid, token, args.idle, idle_up_port)
+            idle_rss(node_port, node.pid, users, args.idle, idle_up_port)
         )
     finally:
         node.send_signal(signal.SIGKILL)
