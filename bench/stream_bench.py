@@ -439,8 +439,9 @@ def plot(s: dict[str, object], path: Path) -> None:
         ("node_p99", "via node p99", "r-."),
     ):
         ax.plot(x, [r[key] for r in rows], style, marker="o", label=label)  # type: ignore[index,union-attr]
+    ax.set_yscale("log")
     ax.set_xlabel("concurrent streams")
-    ax.set_ylabel("token latency, emit to receive (ms)")
+    ax.set_ylabel("token latency, emit to receive (ms, log)")
     ax.set_title("Per-token latency: direct vs through one stream-service node")
     ax.grid(True, alpha=0.3)
     ax.legend()
