@@ -7,6 +7,8 @@ first token arrived) and ``first_byte`` (the first token was written to a client
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
@@ -84,10 +86,17 @@ class StreamMetrics:
             buckets=_STORE_BUCKETS,
             registry=r,
         )
+        self._store_children: dict[str, tuple[Any, Any]] = {}
         self.tokens = Counter(
             "rtai_stream_tokens", "Upstream tokens produced on this node.", registry=r
         )
 
     def store_write(self, op: str, seconds: float) -> None:
-        self._store_writes.labels(op).inc()
-        self._store_seconds.labels(op).observe(seconds)
+        children = self._store_children.get(op)
+        if children is None:  # label lookups are not free: once per operation name
+            children = self._store_children[op] = (
+                self._store_writes.labels(op),
+                self._store_seconds.labels(op),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

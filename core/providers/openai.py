@@ -47,11 +47,16 @@ class OpenAIProvider(ModelProvider):
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        client: AsyncOpenAI | list[AsyncOpenAI],
         allowed_models: list[str] | None = None,
         stream_read_timeout_s: float | None = 60.0,
     ) -> None:
-        self.client = client
+        # Several clients split the connections into several pools: httpx scans its whole
+        # pool each time a request starts or ends, which grows costly with thousands of
+        # concurrent streams in one pool.
+        self.clients = client if isinstance(client, list) else [client]
+        self.client = self.clients[0]
+        self._turn = 0
         # None: no per-read timer (a cancel scope per socket read is the costliest thing
         # on the token path); the caller then watches for a silent upstream itself.
         self._stream_timeout = openai.Timeout(10.0, read=stream_read_timeout_s)
@@ -78,7 +83,9 @@ class OpenAIProvider(ModelProvider):
         usage = Usage(0, 0, 0)
         try:
             # Leaving this block closes the HTTP response: the upstream stops generating.
-            async with self.client.chat.completions.with_streaming_response.create(
+            self._turn += 1
+            client = self.clients[self._turn % len(self.clients)]
+            async with client.chat.completions.with_streaming_response.create(
                 **request.to_openai_kwargs(),
                 stream=True,
                 stream_options={"include_usage": True},
@@ -116,7 +123,8 @@ class OpenAIProvider(ModelProvider):
         yield Finish(reason, usage)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()
 
 
 def _translate(exc: openai.APIError) -> ApiError:

@@ -22,22 +22,27 @@ def build_provider(
     streams, for callers that watch upstream silence themselves (the stream engine)."""
     if settings.provider == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
-        client = AsyncOpenAI(
-            api_key=key,
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout_s,
-            max_retries=settings.openai_max_retries,
-            # One upstream connection per running stream: the SDK's default pool (1,000)
-            # would make stream 1,001 wait for a connection.
-            http_client=DefaultAsyncHttpxClient(
-                limits=httpx2.Limits(
-                    max_connections=settings.openai_max_connections,
-                    max_keepalive_connections=min(200, settings.openai_max_connections),
-                    keepalive_expiry=30.0,
-                )
-            ),
-        )
-        return OpenAIProvider(client, _split(settings.models), stream_read_timeout_s)
+        shards = settings.openai_pool_shards
+        per_shard = max(1, settings.openai_max_connections // shards)
+        clients = [
+            AsyncOpenAI(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                timeout=settings.openai_timeout_s,
+                max_retries=settings.openai_max_retries,
+                # One upstream connection per running stream: the SDK's default pool
+                # (1,000) would make stream 1,001 wait for a connection.
+                http_client=DefaultAsyncHttpxClient(
+                    limits=httpx2.Limits(
+                        max_connections=per_shard,
+                        max_keepalive_connections=min(32, per_shard),
+                        keepalive_expiry=30.0,
+                    )
+                ),
+            )
+            for _ in range(shards)
+        ]
+        return OpenAIProvider(clients, _split(settings.models), stream_read_timeout_s)
     return LocalProvider(
         _split(settings.models) or _split(settings.local_models),
         ttft_s=settings.local_ttft_ms / 1000,
