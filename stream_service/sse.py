@@ -19,6 +19,11 @@ SSE_HEADERS = {
 }
 
 
+class AbortStream(Exception):
+    """Raised by a body to break the connection instead of ending the response: a client
+    that would read a clean end as "complete" (the openai SDK) must see an error."""
+
+
 class EventStream:
     """An SSE response as a bare ASGI app (handlers return it annotated ``ASGIApp``).
 
@@ -57,6 +62,8 @@ class EventStream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sending = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except AbortStream:
+            return  # no final empty body: the server closes an unfinished response
         except asyncio.CancelledError:
             if not watcher.done():
                 raise  # cancelled for another reason (shutdown): let it through
@@ -76,7 +83,7 @@ def last_event_id(request: Request[Any, Any, Any], max_seq: int) -> int:
     if raw is None or raw.strip() == "":
         return 0
     value = raw.strip()
-    if not value.isdigit() or len(value) > 12 or int(value) > max_seq:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) > max_seq:
         raise InvalidRequest(
             f"Last-Event-ID must be a non-negative integer event id; got {value[:40]!r}.",
             code="invalid_last_event_id",

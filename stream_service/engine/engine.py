@@ -25,12 +25,13 @@ from core.providers import Finish, ModelProvider, TokenDelta
 from core.schemas.chat import ChatCompletionRequest, new_completion_id
 from core.settings import Settings
 from stream_service.config import StreamSettings
-from stream_service.engine.events import PING, Event, StreamInfo, retry_frame
+from stream_service.engine.events import PING, TERMINAL, Event, StreamInfo, retry_frame
 from stream_service.engine.live import LiveStream, Timings
 from stream_service.engine.slots import SlotManager
 from stream_service.metrics import StreamMetrics
+from stream_service.sse import AbortStream
 from stream_service.store import LeaseLost, StreamMeta, StreamStore
-from stream_service.store.base import now_ms
+from stream_service.store.base import StoredEvent, now_ms
 
 log = logging.getLogger("rtai.stream")
 _json_line = msgspec.json.Encoder()
@@ -147,6 +148,8 @@ class StreamEngine:
         return stream
 
     def _cancel_local(self, stream: LiveStream, reason: str) -> None:
+        if stream.finished:
+            return  # finishing up (final flush): nothing upstream to stop
         if stream.task and not stream.task.done() and stream.cancel_reason is None:
             stream.cancel_reason = reason
             stream.task.cancel()
@@ -171,24 +174,33 @@ class StreamEngine:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(stream.task), 5)
             return {"id": stream_id, "status": stream.status}
-        meta = await self._owned_meta(owner, stream_id)
-        if meta.status == "running":
+        meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
+        status = await self._settled_status(meta)
+        if status == "running":
             await self.store.request_cancel(stream_id)
             return {"id": stream_id, "status": "cancelling"}
-        return {"id": stream_id, "status": meta.status}
+        return {"id": stream_id, "status": status}
 
     async def describe(self, owner: str, stream_id: str) -> dict[str, Any]:
         stream = self.live.get(stream_id)
         if stream is not None and stream.admitted:
             if stream.owner != owner:
                 raise _not_found(stream_id)
-            return {"id": stream_id, "status": stream.status, "last_event_id": stream.last_seq}
-        meta = await self._owned_meta(owner, stream_id)
+            status = "failed" if stream.status == "lease_lost" else stream.status
+            return {"id": stream_id, "status": status, "last_event_id": stream.last_seq}
+        meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
         return {
             "id": stream_id,
-            "status": meta.status,
+            "status": await self._settled_status(meta),
             "last_event_id": await self.store.last_seq(stream_id),
         }
+
+    async def _settled_status(self, meta: StreamMeta) -> str:
+        """A running stream whose producer's lease lapsed is failed (one node decides)."""
+        if meta.status == "running" and meta.lease_until_ms < now_ms():
+            await self.store.mark_lost(meta.id, now_ms())
+            return "failed"
+        return meta.status
 
     async def _owned_meta(self, owner: str, stream_id: str, wait_s: float = 0.0) -> StreamMeta:
         """The stream's record; ``wait_s`` covers a reader that reaches another node in the
@@ -312,8 +324,8 @@ class StreamEngine:
         t = stream.timings
         try:
             if stream.status != "lease_lost":
-                await self._flush(stream, final=True)
                 with contextlib.suppress(LeaseLost):
+                    await self._flush(stream, final=True)
                     await self._retry(
                         lambda: self.store.finish(
                             stream.id, self.node, stream.status, stream.last_seq
@@ -372,10 +384,24 @@ class StreamEngine:
                 stream.last_heartbeat = time.monotonic()
             while pending := stream.unflushed():
                 batch = [e.stored() for e in pending[: self.store.max_batch]]
-                await self._retry(lambda b=batch: self.store.append(stream.id, b), final)
+                written = await self._retry(lambda b=batch: self.store.append(stream.id, b), final)
+                if not written:  # that key was already written: by an earlier try, or not us?
+                    await self._after_conflict(stream, batch)
+                    continue
                 stream.flushed_seq = batch[-1][0]
                 stream.last_flush = time.monotonic()
             stream.trim()
+
+    async def _after_conflict(self, stream: LiveStream, batch: list[StoredEvent]) -> None:
+        """A batch key existed. If another node has declared this stream lost, stop; else an
+        earlier attempt wrote part of it: carry on after what is stored."""
+        meta = await self.store.get_meta(stream.id)
+        if meta is None or meta.status != "running" or meta.node != self.node:
+            raise LeaseLost(stream.id)
+        stored = await self.store.last_seq(stream.id)
+        if stored < batch[0][0]:
+            raise LeaseLost(stream.id)  # cannot happen with ordered flushes; be safe
+        stream.flushed_seq = max(stream.flushed_seq, min(stored, batch[-1][0]))
 
     async def _retry(self, op: Any, persistent: bool = True) -> Any:
         """boto3 already retries; this outer loop keeps a final flush going through an outage."""
@@ -403,6 +429,9 @@ class StreamEngine:
             stream.flush_queued = False
             try:
                 await self._flush(stream)
+            except LeaseLost:
+                log.warning("stream %s was declared lost by another node", stream.id)
+                self._cancel_local(stream, "lease_lost")
             except Exception:
                 log.warning("flush of %s failed; will retry", stream.id, exc_info=True)
             finally:
@@ -456,6 +485,8 @@ class StreamEngine:
             fact = facts.get(stream.id)
             if fact is not None:
                 stream.remote_reader_until_ms = fact.reader_until_ms
+                if fact.reader_until_ms >= wall:  # read on another node: the grace restarts
+                    stream.detached_since = now_mono
                 if fact.cancel:
                     self._cancel_local(stream, "client")
                     continue
@@ -505,7 +536,8 @@ class StreamEngine:
                 "This node is draining; reconnect.", code="draining", headers={"Retry-After": "1"}
             )
         stream = self.live.get(stream_id)
-        if stream is not None and stream.admitted:
+        # A producer that lost its lease wrote no ending: the store has the stream's story.
+        if stream is not None and stream.admitted and stream.status != "lease_lost":
             if stream.owner != owner:
                 raise _not_found(stream_id)
             if after > stream.last_seq:
@@ -521,12 +553,6 @@ class StreamEngine:
             if openai_format
             else None
         )
-        self.remote_readers[stream_id] += 1
-        try:
-            await self.store.touch_reader(stream_id, now_ms() + int(self.reader_heartbeat_s * 2500))
-        except Exception:
-            self._remote_done(stream_id)
-            raise
         return self._remote_reader(meta, after, info)
 
     async def _local_reader(
@@ -543,6 +569,8 @@ class StreamEngine:
             while True:
                 if self.draining:
                     yield self._retry_hint(info)
+                    if info is not None:
+                        raise AbortStream  # chunk clients must see a broken stream, not an end
                     return
                 if after + 1 < stream.base:  # behind the memory window: catch up from the store
                     stored = await self.store.read(stream.id, after)
@@ -579,18 +607,24 @@ class StreamEngine:
     ) -> AsyncIterator[bytes]:
         """Tail a stream whose producer runs (or ran) on another node, from the store."""
         metrics = self.metrics
+        stream_id = meta.id
+        # Counted from the generator's first step, so its ``finally`` always undoes it.
+        self.remote_readers[stream_id] += 1
         metrics.connections.inc()
         if after:
             metrics.resume_store.inc()
         interval = self.config.tail_interval_ms / 1000
-        keepalive = self.settings.keepalive_s
+        half_keepalive = self.settings.keepalive_s / 2
         last_sent = time.monotonic()
-        stream_id = meta.id
+        gap_waits = 0
         try:
+            await self.store.touch_reader(stream_id, now_ms() + int(self.reader_heartbeat_s * 2500))
             yield self._retry_hint(info)
             while True:
                 if self.draining:
                     yield self._retry_hint(info)
+                    if info is not None:
+                        raise AbortStream
                     return
                 stored = await self.store.read(stream_id, after)
                 events: list[Event] = []
@@ -599,6 +633,7 @@ class StreamEngine:
                         break  # a gap: the batch before it is not visible yet
                     events.append(Event.from_stored(raw))
                 if events:
+                    gap_waits = 0
                     metrics.replayed_store.inc(len(events))
                     yield b"".join(e.render(info) for e in events)
                     last_sent = time.monotonic()
@@ -613,17 +648,33 @@ class StreamEngine:
                     await self.store.mark_lost(stream_id, now_ms())
                     continue
                 if current.status != "running":
-                    # Finished: its terminal event is stored unless the producer died.
-                    if not (await self.store.read(stream_id, after)).events:
-                        await self._store_lost_event(stream_id)
-                    continue
-                if time.monotonic() - last_sent >= keepalive:
+                    if stored.events:  # a gap in a finished stream: give it a moment
+                        gap_waits += 1
+                        if gap_waits > 20:
+                            return
+                        await asyncio.sleep(interval)
+                        continue
+                    last = await self._last_stored(stream_id)
+                    if last is not None and last[1] in TERMINAL:
+                        return  # everything, its ending included, was delivered before
+                    if current.status == "failed" and (last is None or last[0] <= after):
+                        await self._store_lost_event(stream_id)  # the producer died
+                        continue
+                    return
+                if time.monotonic() - last_sent >= half_keepalive:
                     yield PING
                     last_sent = time.monotonic()
                 await asyncio.sleep(interval)
         finally:
             metrics.connections.dec()
             self._remote_done(stream_id)
+
+    async def _last_stored(self, stream_id: str) -> StoredEvent | None:
+        last = await self.store.last_seq(stream_id)
+        if last == 0:
+            return None
+        events = (await self.store.read(stream_id, last - 1)).events
+        return events[-1] if events else None
 
     def _retry_hint(self, info: StreamInfo | None) -> bytes:
         # The openai SDK's SSE parser turns a bare ``retry:`` frame into an empty event
@@ -636,7 +687,12 @@ class StreamEngine:
             del self.remote_readers[stream_id]
 
     async def _store_lost_event(self, stream_id: str) -> None:
-        last = await self.store.last_seq(stream_id)
+        """Append the ``producer_lost`` ending (written only if absent: every reader on every
+        node sees the same one)."""
+        tail = await self._last_stored(stream_id)
+        if tail is not None and tail[1] in TERMINAL:
+            return
+        last = tail[0] if tail else 0
         event = Event.make(
             last + 1, "error", {"code": "producer_lost", "message": LOST_MESSAGE, "retryable": True}
         )

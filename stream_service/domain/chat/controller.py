@@ -37,5 +37,9 @@ class StreamChatController(Controller):
                 body=_json.encode(result.body(chat.model)), media_type=MediaType.JSON
             )
         stream = await engine.create(principal.sub, chat, accepted)
-        events = await engine.open(principal.sub, stream.id, 0, openai_format=True)
+        try:
+            events = await engine.open(principal.sub, stream.id, 0, openai_format=True)
+        except BaseException:
+            await engine.cancel_any(stream.id, "client")  # nobody will ever read it
+            raise
         return EventStream(events, {"X-Stream-Id": stream.id})

@@ -65,13 +65,18 @@ def test_another_users_stream_is_not_found(
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("bad_id", ["abc", "-1", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize("bad_id", ["abc", "-1", "1.5", "99999999999999999999", "\u00b2"])
 def test_malformed_last_event_id(
     cluster: tuple[ProcessServer, ProcessServer], tokens: DevTokens, bad_id: str
 ) -> None:
     a, _ = cluster
     created = create(a, auth(tokens), tokens_out=2).json()
-    result = read_sse(a.url + created["events_url"], headers={"Last-Event-ID": bad_id})
+    if bad_id.isascii():
+        result = read_sse(a.url + created["events_url"], headers={"Last-Event-ID": bad_id})
+        assert result.status == 400
+    from urllib.parse import quote
+
+    result = read_sse(a.url + created["events_url"] + "&last_event_id=" + quote(bad_id))
     assert result.status == 400
     assert "Last-Event-ID" in result.body
 

@@ -129,3 +129,21 @@ def test_openai_sdk_streams_and_resumes_by_stream_id(
     resumed = "".join(c["delta"].get("content") or "" for e in chunks for c in e.json()["choices"])
     assert app.expected_text(12).endswith(resumed)
     assert resumed == "".join(f" w{i}" for i in range(4, 12))
+
+
+def test_reconnecting_after_the_ending_adds_nothing(
+    cluster: tuple[ProcessServer, ProcessServer], tokens: DevTokens
+) -> None:
+    """EventSource reconnects by itself after a server closes; at the end that must not
+    invent events (e.g. a false producer_lost) on any node."""
+    a, b = cluster
+    created = create(a, auth(tokens), tokens_out=4).json()
+    whole = read_sse(a.url + created["events_url"])
+    last = whole.ids[-1]
+    time.sleep(0.5)
+    for node in (a, b, b):
+        again = read_sse(node.url + created["events_url"], headers={"Last-Event-ID": str(last)})
+        assert again.status == 200
+        assert again.events == []
+        assert again.closed_by_server
+    assert read_sse(b.url + created["events_url"]).ids == whole.ids
