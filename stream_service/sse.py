@@ -19,6 +19,12 @@ SSE_HEADERS = {
 }
 
 
+_BASE_HEADERS = [
+    (k.lower().encode(), v.encode())
+    for k, v in {"content-type": "text/event-stream; charset=utf-8", **SSE_HEADERS}.items()
+]
+
+
 class AbortStream(Exception):
     """Raised by a body to break the connection instead of ending the response: a client
     that would read a clean end as "complete" (the openai SDK) must see an error."""

@@ -7,12 +7,19 @@ instead of ``aud``: either matches ``JWT_AUDIENCE``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import jwt
 
 from core.auth.base import Principal, TokenVerifier, principal_from_claims, unauthorized_from
 from core.errors import Unauthorized
 
 _ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384"]
+# An unknown key id refetches the issuer's keys (rotation) at most this often, so tokens
+# with made-up key ids cannot turn every request into an outbound fetch.
+_REFRESH_EVERY_S = 60.0
 
 
 class JwksVerifier(TokenVerifier):
@@ -23,10 +30,29 @@ class JwksVerifier(TokenVerifier):
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._refreshed_at = float("-inf")
+        self._refresh_lock = threading.Lock()
+
+    def _signing_key(self, token: str) -> jwt.PyJWK:
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str):
+            raise Unauthorized("Token has no key id ('kid').", code="invalid_token")
+        with contextlib.suppress(jwt.PyJWKClientError):
+            key = self._jwks.match_kid(self._jwks.get_signing_keys(), kid)
+            if key is not None:
+                return key
+        with self._refresh_lock:
+            if time.monotonic() - self._refreshed_at < _REFRESH_EVERY_S:
+                raise Unauthorized("Token signed with an unknown key.", code="invalid_token")
+            self._refreshed_at = time.monotonic()
+        key = self._jwks.match_kid(self._jwks.get_signing_keys(refresh=True), kid)
+        if key is None:
+            raise Unauthorized("Token signed with an unknown key.", code="invalid_token")
+        return key
 
     def verify(self, token: str) -> Principal:
         try:
-            key = self._jwks.get_signing_key_from_jwt(token)
+            key = self._signing_key(token)
             claims = jwt.decode(
                 token,
                 key.key,

@@ -61,6 +61,7 @@ class StreamEngine:
         self.draining = False
         self.slots = SlotManager(store, settings, config)
         self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[None]] = set()
         # Streams with events to flush; a fixed set of workers writes them (no task per flush).
         self._flush_queue: asyncio.Queue[LiveStream] = asyncio.Queue()
         store.observe_writes(self.metrics.store_write)
@@ -129,9 +130,14 @@ class StreamEngine:
         stream.task = asyncio.create_task(
             self._produce(stream, request), name=f"produce-{stream.id}"
         )
+        claim = asyncio.ensure_future(self.slots.acquire(owner, stream.id, self.cancel_any))
         try:
-            stream.slot_index = await self.slots.acquire(owner, stream.id, self.cancel_any)
+            # Shielded: if this request is cancelled mid-claim, the claim still finishes and
+            # a granted slot is given back instead of being held until its lease lapses.
+            stream.slot_index = await asyncio.shield(claim)
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                claim.add_done_callback(lambda done: self._give_back(owner, stream.id, done))
             if isinstance(exc, RateLimited):
                 self.metrics.limit_rejections.inc()
             self._cancel_local(stream, "rejected")
@@ -146,6 +152,12 @@ class StreamEngine:
         stream.admission.set_result(True)
         self._flush_soon(stream)  # its record reaches the store now, without delaying anything
         return stream
+
+    def _give_back(self, owner: str, stream_id: str, claim: asyncio.Future[int]) -> None:
+        if not claim.cancelled() and claim.exception() is None:
+            task = asyncio.ensure_future(self.slots.release(owner, claim.result(), stream_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _cancel_local(self, stream: LiveStream, reason: str) -> None:
         if stream.finished:

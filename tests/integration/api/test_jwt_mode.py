@@ -107,3 +107,23 @@ def test_other_key_and_no_dev_route(jwt_api: tuple[ThreadServer, JwksApp]) -> No
     )
     assert response.status_code == 401
     assert httpx.post(f"{api.url}/api/v1/dev/token", json={"sub": "x"}).status_code == 404
+
+
+def test_unknown_key_ids_refetch_keys_at_most_once_a_minute(
+    jwt_api: tuple[ThreadServer, JwksApp], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    api, jwks = jwt_api
+    good = {"authorization": f"Bearer {_token(rsa_key)}"}
+    assert httpx.get(f"{api.url}/api/v1/models", headers=good).status_code == 200
+    for n in range(3):
+        forged = jwt.encode(
+            {"sub": "x", "exp": int(time.time()) + 60},
+            rsa_key,
+            algorithm="RS256",
+            headers={"kid": f"made-up-{n}"},
+        )
+        response = httpx.get(
+            f"{api.url}/api/v1/models", headers={"authorization": f"Bearer {forged}"}
+        )
+        assert response.status_code == 401
+    assert jwks.hits == 2  # the first fetch, then one refresh for all three unknown ids
