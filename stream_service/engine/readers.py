@@ -1,0 +1,189 @@
+"""Readers: a client's event stream, from memory on the producer's node, else from the store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from core.errors import ServiceUnavailable
+from stream_service.engine.base import LOST_MESSAGE, EngineBase, beyond, not_found
+from stream_service.engine.events import PING, TERMINAL, Event, StreamInfo, retry_frame
+from stream_service.engine.live import LiveStream
+from stream_service.sse import AbortStream
+from stream_service.store import StreamMeta
+from stream_service.store.base import StoredEvent, now_ms
+
+
+class Readers(EngineBase):
+    # --- readers -------------------------------------------------------------------------
+    async def open(
+        self, owner: str, stream_id: str, after: int, openai_format: bool, wait_s: float = 0.0
+    ) -> AsyncIterator[bytes]:
+        """Check access and position, then return the event byte stream (404/400 raise first)."""
+        if self.draining:
+            raise ServiceUnavailable(
+                "This node is draining; reconnect.", code="draining", headers={"Retry-After": "1"}
+            )
+        stream = self.live.get(stream_id)
+        # A producer that lost its lease wrote no ending: the store has the stream's story.
+        if stream is not None and stream.admitted and stream.status != "lease_lost":
+            if stream.owner != owner:
+                raise not_found(stream_id)
+            if after > stream.last_seq:
+                raise beyond(after, stream.last_seq)
+            return self._local_reader(stream, after, stream.info if openai_format else None)
+        meta = await self._owned_meta(owner, stream_id, wait_s)
+        if meta.status != "running":
+            last = await self.store.last_seq(stream_id)
+            if after > last:
+                raise beyond(after, last)
+        info = (
+            StreamInfo(meta.completion_id, meta.model, meta.created_ms // 1000, meta.include_usage)
+            if openai_format
+            else None
+        )
+        return self._remote_reader(meta, after, info)
+
+    async def _local_reader(
+        self, stream: LiveStream, after: int, info: StreamInfo | None
+    ) -> AsyncIterator[bytes]:
+        metrics = self.metrics
+        stream.attach()
+        metrics.connections.inc()
+        if after:
+            (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
+        half_keepalive = self.settings.keepalive_s / 2 * 0.9
+        try:
+            yield self._retry_hint(info)
+            while True:
+                if self.draining:
+                    yield self._retry_hint(info)
+                    if info is not None:
+                        raise AbortStream  # chunk clients must see a broken stream, not an end
+                    return
+                if after + 1 < stream.base:  # behind the memory window: catch up from the store
+                    stored = await self.store.read(stream.id, after)
+                    events = [Event.from_stored(e) for e in stored.events if e[0] < stream.base]
+                    if events:
+                        metrics.replayed_store.inc(len(events))
+                        yield b"".join(e.render(info) for e in events)
+                        after = events[-1].seq
+                        continue
+                batch = stream.since(after)
+                if batch:
+                    yield b"".join(e.render(info) for e in batch)
+                    if stream.timings.first_byte is None and stream.timings.first_token is not None:
+                        stream.timings.first_byte = time.perf_counter()
+                        metrics.stage_first_byte.observe(
+                            stream.timings.first_byte - stream.timings.accepted
+                        )
+                    after = batch[-1].seq
+                    if batch[-1].terminal:
+                        return
+                    continue
+                if stream.finished and after >= stream.last_seq:
+                    return
+                before = time.monotonic()
+                await stream.wait()
+                if after >= stream.last_seq and time.monotonic() - before >= half_keepalive:
+                    yield PING
+        finally:
+            stream.detach()
+            metrics.connections.dec()
+
+    async def _remote_reader(
+        self, meta: StreamMeta, after: int, info: StreamInfo | None
+    ) -> AsyncIterator[bytes]:
+        """Tail a stream whose producer runs (or ran) on another node, from the store."""
+        metrics = self.metrics
+        stream_id = meta.id
+        # Counted from the generator's first step, so its ``finally`` always undoes it.
+        self.remote_readers[stream_id] += 1
+        metrics.connections.inc()
+        if after:
+            metrics.resume_store.inc()
+        interval = self.config.tail_interval_ms / 1000
+        half_keepalive = self.settings.keepalive_s / 2
+        last_sent = time.monotonic()
+        gap_waits = 0
+        try:
+            await self.store.touch_reader(stream_id, now_ms() + int(self.reader_heartbeat_s * 2500))
+            yield self._retry_hint(info)
+            while True:
+                if self.draining:
+                    yield self._retry_hint(info)
+                    if info is not None:
+                        raise AbortStream
+                    return
+                stored = await self.store.read(stream_id, after)
+                events: list[Event] = []
+                for raw in stored.events:
+                    if raw[0] != after + len(events) + 1:
+                        break  # a gap: the batch before it is not visible yet
+                    events.append(Event.from_stored(raw))
+                if events:
+                    gap_waits = 0
+                    metrics.replayed_store.inc(len(events))
+                    yield b"".join(e.render(info) for e in events)
+                    last_sent = time.monotonic()
+                    after = events[-1].seq
+                    if events[-1].terminal:
+                        return
+                    continue
+                current = await self.store.get_meta(stream_id)
+                if current is None:
+                    return
+                if current.status == "running" and current.lease_until_ms < now_ms():
+                    await self.store.mark_lost(stream_id, now_ms())
+                    continue
+                if current.status != "running":
+                    if stored.events:  # a gap in a finished stream: give it a moment
+                        gap_waits += 1
+                        if gap_waits > 20:
+                            return
+                        await asyncio.sleep(interval)
+                        continue
+                    last = await self._last_stored(stream_id)
+                    if last is not None and last[1] in TERMINAL:
+                        return  # everything, its ending included, was delivered before
+                    if current.status == "failed" and (last is None or last[0] <= after):
+                        await self._store_lost_event(stream_id)  # the producer died
+                        continue
+                    return
+                if time.monotonic() - last_sent >= half_keepalive:
+                    yield PING
+                    last_sent = time.monotonic()
+                await asyncio.sleep(interval)
+        finally:
+            metrics.connections.dec()
+            self._remote_done(stream_id)
+
+    async def _last_stored(self, stream_id: str) -> StoredEvent | None:
+        last = await self.store.last_seq(stream_id)
+        if last == 0:
+            return None
+        events = (await self.store.read(stream_id, last - 1)).events
+        return events[-1] if events else None
+
+    def _retry_hint(self, info: StreamInfo | None) -> bytes:
+        # The openai SDK's SSE parser turns a bare ``retry:`` frame into an empty event
+        # and fails on it, so the chunk format gets none.
+        return retry_frame(self.config.retry_ms) if info is None else b""
+
+    def _remote_done(self, stream_id: str) -> None:
+        self.remote_readers[stream_id] -= 1
+        if self.remote_readers[stream_id] <= 0:
+            del self.remote_readers[stream_id]
+
+    async def _store_lost_event(self, stream_id: str) -> None:
+        """Append the ``producer_lost`` ending (written only if absent: every reader on every
+        node sees the same one)."""
+        tail = await self._last_stored(stream_id)
+        if tail is not None and tail[1] in TERMINAL:
+            return
+        last = tail[0] if tail else 0
+        event = Event.make(
+            last + 1, "error", {"code": "producer_lost", "message": LOST_MESSAGE, "retryable": True}
+        )
+        await self.store.append(stream_id, [event.stored()])
