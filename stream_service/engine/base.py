@@ -89,5 +89,3 @@ def beyond(after: int, last: int) -> InvalidRequest:
         f"Last-Event-ID {after} is beyond this stream's last event ({last}).",
         code="invalid_last_event_id",
     )
-
-
