@@ -87,7 +87,10 @@ class MemoryStore(StreamStore):
     ) -> PollResult:
         await self._io()
         self._write("heartbeat")
-        meta = self._streams[stream_id].meta
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LeaseLost(stream_id)
+        meta = stream.meta
         if meta.node != node or meta.status != "running":
             raise LeaseLost(stream_id)
         meta.lease_until_ms = lease_until_ms
@@ -105,7 +108,10 @@ class MemoryStore(StreamStore):
     async def finish(self, stream_id: str, node: str, status: str, last_seq: int) -> None:
         await self._io()
         self._write("finish")
-        meta = self._streams[stream_id].meta
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LeaseLost(stream_id)
+        meta = stream.meta
         if meta.node != node or meta.status != "running":
             raise LeaseLost(stream_id)
         meta.status = status
@@ -128,7 +134,10 @@ class MemoryStore(StreamStore):
     async def mark_lost(self, stream_id: str, at_ms: int) -> bool:
         await self._io()
         self._write("mark_lost")
-        meta = self._streams[stream_id].meta
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return False
+        meta = stream.meta
         if meta.status == "running" and meta.lease_until_ms < at_ms:
             meta.status = "failed"
             return True
