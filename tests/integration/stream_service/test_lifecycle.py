@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
@@ -160,3 +161,38 @@ def test_cancel_from_the_other_node_stops_the_upstream(
     assert body["status"] == "cancelled"
     _wait_for(lambda: app.stats.disconnects > before, 5, "the upstream to be cancelled")
     assert time.monotonic() - sent < 0.5
+
+
+def test_drain_breaks_chunk_streams_so_sdk_clients_notice(
+    start_node: StartNode,
+    upstream: tuple[ScriptedUpstream, ThreadServer],
+    tokens: DevTokens,
+) -> None:
+    """A draining node must not end an OpenAI-format stream cleanly (the SDK would take a
+    short reply for a whole one): the connection breaks, and the SDK raises."""
+    import httpx2
+    import openai
+
+    from tests.integration.stream_service.conftest import MODEL
+
+    app, _ = upstream
+    node = start_node(NODE_ID="draining-chunks")
+    client = openai.OpenAI(
+        base_url=f"{node.url}/stream/v1", api_key=tokens.mint("alice"), max_retries=0
+    )
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=60, stream=True
+    )
+    text = ""
+
+    def consume() -> None:
+        nonlocal text
+        for index, chunk in enumerate(stream):
+            text += "".join(c.delta.content or "" for c in chunk.choices)
+            if index == 5:
+                node.signal(signal.SIGTERM)
+
+    with pytest.raises((openai.APIError, httpx2.HTTPError)):
+        consume()
+    assert 0 < len(text) < len(app.expected_text(60))
+    node.wait(10)
