@@ -34,16 +34,24 @@ class Readers(EngineBase):
                 raise beyond(after, stream.last_seq)
             return self._local_reader(stream, after, stream.info if openai_format else None)
         meta = await self._owned_meta(owner, stream_id, wait_s)
-        if meta.status != "running":
-            last = await self.store.last_seq(stream_id)
-            if after > last:
-                raise beyond(after, last)
         info = (
             StreamInfo(meta.completion_id, meta.model, meta.created_ms // 1000, meta.include_usage)
             if openai_format
             else None
         )
+        if meta.status != "running":
+            last = await self.store.last_seq(stream_id)
+            if after > last:
+                if meta.status != "failed":
+                    raise beyond(after, last)
+                # The client saw events its dead producer never stored: tell it how the
+                # stream ended, numbered after what it has.
+                return self._lost_after(after, info)
         return self._remote_reader(meta, after, info)
+
+    async def _lost_after(self, after: int, info: StreamInfo | None) -> AsyncIterator[bytes]:
+        yield self._retry_hint(info)
+        yield _lost_event(after + 1).render(info)
 
     async def _local_reader(
         self, stream: LiveStream, after: int, info: StreamInfo | None
@@ -146,7 +154,10 @@ class Readers(EngineBase):
                         continue
                     last = await self._last_stored(stream_id)
                     if last is not None and last[1] in TERMINAL:
-                        return  # everything, its ending included, was delivered before
+                        if last[0] < after and current.status == "failed":
+                            # its stored ending is numbered within what this client saw
+                            yield _lost_event(after + 1).render(info)
+                        return  # otherwise everything, its ending included, was delivered
                     if current.status == "failed" and (last is None or last[0] <= after):
                         await self._store_lost_event(stream_id)  # the producer died
                         continue
@@ -183,7 +194,11 @@ class Readers(EngineBase):
         if tail is not None and tail[1] in TERMINAL:
             return
         last = tail[0] if tail else 0
-        event = Event.make(
-            last + 1, "error", {"code": "producer_lost", "message": LOST_MESSAGE, "retryable": True}
-        )
+        event = _lost_event(last + 1)
         await self.store.append(stream_id, [event.stored()])
+
+
+def _lost_event(seq: int) -> Event:
+    return Event.make(
+        seq, "error", {"code": "producer_lost", "message": LOST_MESSAGE, "retryable": True}
+    )

@@ -174,6 +174,8 @@ function setTyping(on, label = "Assistant is typing…") {
 }
 
 function setBusy(busy) {
+  // While a reply streams, screen readers wait for it instead of re-reading every frame.
+  ui.messages.setAttribute("aria-busy", String(busy));
   ui.stop.disabled = !busy;
   ui.send.disabled = busy;
   ui.form.classList.toggle("busy", busy);
@@ -237,6 +239,11 @@ async function send(content) {
     notify(createErrorText(err));
     idleConnection();
     ui.input.focus();
+    return;
+  }
+  if (!active || active.view !== view) {
+    // The chat was reset while the stream was being created: nobody will read it.
+    client.cancel(stream.id).catch(() => {});
     return;
   }
   state.messages.push({ role: "user", content });
@@ -325,6 +332,7 @@ function attach(view, pending, t0) {
 }
 
 function finish(view, pending, { finish: reason, metrics, error }) {
+  if (!active || active.view !== view) return; // a reply of a chat that was reset
   if (view.frame) cancelAnimationFrame(view.frame);
   paint(view);
   view.body.removeAttribute("aria-busy");
@@ -363,9 +371,8 @@ function addRetry(view) {
   button.textContent = "Retry";
   button.addEventListener("click", () => {
     if (active) return;
-    const at = state.messages.findIndex((m, i) => m.role === "user" && state.messages[i + 1]?.error);
-    const last = state.messages.length - 2;
-    if (at !== last) return; // only the latest exchange can be retried
+    const at = state.messages.length - 2; // only the latest exchange can be retried
+    if (state.messages[at]?.role !== "user" || !state.messages[at + 1]?.error) return;
     const question = state.messages[at].content;
     state.messages.splice(at, 2);
     saveState();

@@ -212,9 +212,11 @@ export class StreamSubscription {
     if (!Number.isFinite(id)) return; // every event has an id (SPEC 5); ignore anything else
     if (id <= this.lastEventId) return; // already delivered (a replay overlap)
     if (id !== this.lastEventId + 1) {
-      // A gap must never reach the handlers: reopen from what we have.
+      // A gap must never reach the handlers: reopen from what we have, with backoff.
       this._interrupted = true;
-      this._open();
+      this._teardown();
+      this._setState("reconnecting");
+      this._scheduleRetry();
       return;
     }
     let data;
@@ -277,8 +279,9 @@ export class StreamSubscription {
       this._goOffline();
       return;
     }
+    let info;
     try {
-      const info = await this.client.describe(this.streamId);
+      info = await this.client.describe(this.streamId);
       if (info && typeof info.events_url === "string") {
         this.eventsUrl = joinUrl(this.client.baseUrl, info.events_url); // a fresh URL token
       }
@@ -296,6 +299,22 @@ export class StreamSubscription {
       this._scheduleRetry(); // network error or 5xx: the service is restarting; try again
       return;
     }
-    if (!this.closed) this._open();
+    // Things may have changed while we asked: closed, reopened by `online`, or offline.
+    if (this.closed || this.es) return;
+    if (!isOnline()) {
+      this._goOffline();
+      return;
+    }
+    if (info && info.status !== "running" && Number(info.last_event_id) <= this.lastEventId) {
+      // It ended, and nothing after what we have is left to read: don't reopen forever.
+      this._call("onError", {
+        code: "stream_ended",
+        message: "The reply ended and cannot be resumed.",
+        retryable: true,
+      });
+      this.close();
+      return;
+    }
+    this._open();
   }
 }
