@@ -16,6 +16,8 @@ import tempfile
 import uuid
 from typing import IO, Any
 
+from botocore.exceptions import ClientError
+
 from core.settings import Settings
 from functions.batch.schemas import (
     TERMINAL,
@@ -84,14 +86,32 @@ class Finalizer:
                 input_tokens += item.input_tokens
                 output_tokens += item.output_tokens
             reason = "batch_cancelled" if cancelled else "batch_expired"
+            input_lost = False
             if len(executed) < batch.total:
-                for raw in iter_lines(self.store.stream_body(batch.input_key, batch.input_etag)):
-                    if raw.number in executed or not raw.data.strip():
-                        continue
-                    custom_id = str(parse_line(raw).custom_id)
-                    err.write(_jsonl(unexecuted_line(batch.id, raw.number, custom_id, reason)))
+                try:
+                    body = self.store.stream_body(batch.input_key, batch.input_etag)
+                    for raw in iter_lines(body):
+                        if raw.number in executed or not raw.data.strip():
+                            continue
+                        custom_id = str(parse_line(raw).custom_id)
+                        err.write(_jsonl(unexecuted_line(batch.id, raw.number, custom_id, reason)))
+                except ClientError as exc:
+                    if not _input_gone(exc):
+                        raise
+                    input_lost = True  # deleted or replaced mid-run: end the batch anyway
             if cancelled:
                 status = "cancelled"
+            elif input_lost:
+                status = "failed"
+                batch.errors = [
+                    {
+                        "code": "input_file_unavailable",
+                        "message": "The input file was deleted or changed while the batch ran; "
+                        "results of the lines that ran are in the output and error files.",
+                        "param": "input_file_id",
+                        "line": None,
+                    }
+                ]
             elif len(executed) < batch.total:
                 status = "expired"
             else:
@@ -139,3 +159,8 @@ class Finalizer:
             )
         )
         return file_id
+
+
+def _input_gone(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in ("NoSuchKey", "404", "PreconditionFailed", "412")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ def now_s() -> int:
 def time_ordered_hex() -> str:
     """32 hex chars that sort by creation time (ms), so ids double as list cursors."""
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
+BATCH_ID = re.compile(r"^batch_[0-9a-f]{32}$")
 
 
 def new_file_id() -> str:
@@ -118,7 +123,14 @@ class BatchRecord:
         if self.status in TERMINAL:
             return False
         stale_lease = self.finalize_token is not None and (self.lease_until or 0) < now
-        return now >= self.deadline or self.status == "cancelling" or stale_lease
+        # All work done but no finalizer took over (its message was lost): finish it.
+        all_done = (
+            self.status == "in_progress"
+            and self.finalize_token is None
+            and self.chunks_total > 0
+            and self.chunks_done >= self.chunks_total
+        )
+        return now >= self.deadline or self.status == "cancelling" or stale_lease or all_done
 
     @property
     def executed(self) -> int:

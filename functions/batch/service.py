@@ -25,6 +25,8 @@ from core.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadToo
 from core.settings import Settings
 from functions.batch.queue import BatchQueue
 from functions.batch.schemas import (
+    BATCH_ID,
+    FILE_ID,
     SUPPORTED_ENDPOINTS,
     TERMINAL,
     BatchRecord,
@@ -103,6 +105,17 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             param="metadata",
             code="invalid_value",
         )
+
+
+def _is_id(pattern: re.Pattern[str], value: str) -> bool:
+    """Ids are checked before any lookup: a malformed one is simply not found."""
+    return bool(pattern.match(value))
+
+
+def _cursor(pattern: re.Pattern[str], after: str | None) -> str | None:
+    if after is not None and not _is_id(pattern, after):
+        raise InvalidRequest("'after' must be an id from a previous page.", param="after")
+    return after
 
 
 def _limit(limit: int | None) -> int:
@@ -185,7 +198,7 @@ class BatchService:
         }
 
     def get_file(self, owner: str, file_id: str) -> FileRecord:
-        record = self.store.get_file(file_id)
+        record = self.store.get_file(file_id) if _is_id(FILE_ID, file_id) else None
         if record is None or record.owner != owner or record.expires_at <= now_s():
             raise NotFound(f"No such File object: {file_id}", param="file_id")
         return record
@@ -193,7 +206,7 @@ class BatchService:
     def list_files(
         self, owner: str, after: str | None, limit: int | None, purpose: str | None
     ) -> dict[str, Any]:
-        records, more = self.store.list_files(owner, after, _limit(limit))
+        records, more = self.store.list_files(owner, _cursor(FILE_ID, after), _limit(limit))
         data = [r.to_openai() for r in records if purpose is None or r.purpose == purpose]
         return _page(data, more)
 
@@ -348,7 +361,7 @@ class BatchService:
         return batch
 
     def get_batch(self, owner: str, batch_id: str) -> BatchRecord:
-        batch = self.store.get_batch(batch_id)
+        batch = self.store.get_batch(batch_id) if _is_id(BATCH_ID, batch_id) else None
         if batch is None or batch.owner != owner:
             raise NotFound(f"No such Batch object: {batch_id}", param="batch_id")
         if batch.status not in TERMINAL and now_s() >= batch.deadline:
@@ -357,7 +370,7 @@ class BatchService:
         return batch
 
     def list_batches(self, owner: str, after: str | None, limit: int | None) -> dict[str, Any]:
-        records, more = self.store.list_batches(owner, after, _limit(limit))
+        records, more = self.store.list_batches(owner, _cursor(BATCH_ID, after), _limit(limit))
         return _page([r.to_openai() for r in records], more)
 
     def cancel_batch(self, owner: str, batch_id: str) -> BatchRecord:

@@ -41,20 +41,25 @@ class RawLine:
 def iter_lines(
     chunks: Iterable[bytes], base_offset: int = 0, first_line: int = 1
 ) -> Iterator[RawLine]:
-    """Split a byte stream on ``\\n`` only (JSON strings can't hold raw newlines)."""
+    """Split a byte stream on ``\\n`` only (JSON strings can't hold raw newlines).
+
+    Scans each buffer with an index and keeps only the unfinished tail, so splitting is
+    linear in the input whatever its shape (a file of blank lines included).
+    """
     pending = b""
     offset = base_offset
     number = first_line
     for chunk in chunks:
-        pending += chunk
-        while True:
-            cut = pending.find(b"\n")
-            if cut < 0:
-                break
-            raw, pending = pending[:cut], pending[cut + 1 :]
-            yield RawLine(number, offset, offset + cut + 1, raw.removesuffix(b"\r"))
-            offset += cut + 1
+        buffer = pending + chunk if pending else chunk
+        pos = 0
+        while (cut := buffer.find(b"\n", pos)) >= 0:
+            yield RawLine(
+                number, offset, offset + cut - pos + 1, buffer[pos:cut].removesuffix(b"\r")
+            )
+            offset += cut - pos + 1
             number += 1
+            pos = cut + 1
+        pending = buffer[pos:]
     if pending:
         yield RawLine(number, offset, offset + len(pending), pending.removesuffix(b"\r"))
 

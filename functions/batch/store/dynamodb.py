@@ -508,6 +508,9 @@ class DynamoBatchStore(BatchStore):
             if value:
                 update += f", {name} = :{name}"
                 values[f":{name}"] = {"S": value}
+        if batch.errors:
+            update += ", errors_json = :errors"
+            values[":errors"] = {"S": json.dumps(batch.errors)}
         try:
             reply = self.ddb.update_item(
                 TableName=self.table,

@@ -203,3 +203,33 @@ def test_a_finalizer_that_dies_is_replaced_once_its_lease_expires(
     assert done is not None and done.status == "completed"
     assert (done.completed, done.failed) == (10, 0)
     assert len(read_jsonl(batch_settings, done.output_file_id)) == 10
+
+
+def test_a_batch_whose_input_file_was_deleted_still_ends(batch_settings: Settings) -> None:
+    """Deleting the input mid-run must not leave the batch finalizing forever: it ends
+    failed, with the results of the lines that ran."""
+    from functions.batch.service import BatchService
+
+    lines = [chat_line(f"d{i}", f"p{i}", max_tokens=2) for i in range(60)]
+    batch = make_batch(batch_settings, lines)
+    first, *_ = receive(batch_settings, 3)
+    rt = WorkerRuntime(batch_settings)
+    try:
+        assert rt.process(sqs_event([first], ARN, "us-east-1")) == {"batchItemFailures": []}
+        BatchService(batch_settings).delete_file("alice", batch.input_file_id)
+        _expire(batch_settings, batch.id)
+        assert rt.process({"source": "aws.events", "detail-type": "Scheduled Event"}) == {
+            "swept": [batch.id]
+        }
+        finalize = [
+            m for m in receive(batch_settings, 3) if json.loads(m["Body"]).get("type") == "finalize"
+        ]
+        rt.process(sqs_event(finalize[:1], ARN, "us-east-1"))
+    finally:
+        rt.close()
+    done = DynamoBatchStore(batch_settings).get_batch(batch.id)
+    assert done is not None
+    assert done.status == "failed"
+    assert done.errors is not None
+    assert done.errors[0]["code"] == "input_file_unavailable"
+    assert len(read_jsonl(batch_settings, done.output_file_id)) == 25
