@@ -3,6 +3,7 @@ it in a thread from async code; every call is a few DynamoDB/S3/SQS requests).""
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             param="metadata",
             code="invalid_value",
         )
+
+
+log = logging.getLogger("rtai.batch")
 
 
 def _is_id(pattern: re.Pattern[str], value: str) -> bool:
@@ -364,9 +368,17 @@ class BatchService:
         batch = self.store.get_batch(batch_id) if _is_id(BATCH_ID, batch_id) else None
         if batch is None or batch.owner != owner:
             raise NotFound(f"No such Batch object: {batch_id}", param="batch_id")
-        if batch.status not in TERMINAL and now_s() >= batch.deadline:
-            # Past its window: make sure a worker ends it even if no chunk message is left.
-            self.queue.send([FinalizeMessage(batch_id=batch.id)])
+        if (
+            batch.status not in TERMINAL
+            and batch.finalize_token is None
+            and now_s() >= batch.deadline
+        ):
+            # Past its window and nobody finalizing yet: nudge a worker. Best effort, since
+            # the scheduled sweep does the same, a read must not fail for it.
+            try:
+                self.queue.send([FinalizeMessage(batch_id=batch.id)])
+            except Exception:
+                log.warning("could not queue the finalize of %s; the sweep will", batch.id)
         return batch
 
     def list_batches(self, owner: str, after: str | None, limit: int | None) -> dict[str, Any]:
@@ -382,8 +394,8 @@ class BatchService:
         )
         if moved is None:
             current = self.get_batch(owner, batch_id)
-            if current.status in ("cancelling", "cancelled"):
-                return current
+            if current.status in ("cancelling", "cancelled", "finalizing"):
+                return current  # already ending: cancel has nothing left to stop
             raise Conflict(
                 f"Cannot cancel a batch with status '{current.status}'.",
                 code="batch_not_cancellable",
