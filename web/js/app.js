@@ -495,8 +495,13 @@ async function start() {
     if (ids.length && !ids.includes(model)) model = ids[0];
     idleConnection();
   } catch (err) {
-    if (!active) setConnection("offline", "server unreachable");
-    if (err instanceof StreamHttpError) notify(`Sign-in failed: ${err.message}`);
+    if (err instanceof StreamHttpError) {
+      // The server answered: we are online, the request itself failed.
+      if (!active) idleConnection();
+      notify(`Sign-in failed: ${err.message}`);
+    } else if (!active) {
+      setConnection("offline", "server unreachable");
+    }
   }
   ui.model.textContent = model;
   ui.input.focus();
