@@ -20,6 +20,7 @@ const ui = {
   empty: $("empty-state"),
   typing: $("typing-indicator"),
   typingLabel: document.querySelector("#typing-indicator .typing-label"),
+  typingStatus: $("typing-status"),
   form: $("composer"),
   input: $("composer-input"),
   send: $("send"),
@@ -171,6 +172,9 @@ function renderHistory() {
 function setTyping(on, label = "Assistant is typing…") {
   ui.typing.hidden = !on;
   ui.typingLabel.textContent = label;
+  // The visual indicator appears with its text, which screen readers often skip; a live
+  // region that is always present announces the change instead.
+  ui.typingStatus.textContent = on ? label : "";
 }
 
 function setBusy(busy) {
