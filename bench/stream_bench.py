@@ -32,18 +32,12 @@ from pathlib import Path
 
 import httpx
 
+from devstack.local_aws import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 STAMP = re.compile(rb"@(\d{19})")
 SECRET = "rtai-dev-secret-change-me-0123456789abcdef"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_fd_limit() -> None:

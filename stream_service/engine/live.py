@@ -42,7 +42,6 @@ class LiveStream:
     admitted: bool = False  # slot granted; nothing is stored before that
     meta_written: bool = False
     flush_queued: bool = False
-    last_flush: float = field(default_factory=time.monotonic)
     last_heartbeat: float = 0.0
     cancel_reason: str | None = None
     slot_index: int | None = None

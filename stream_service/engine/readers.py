@@ -59,7 +59,8 @@ class Readers(EngineBase):
         metrics = self.metrics
         stream.attach()
         metrics.connections.inc()
-        if after:
+        replaying = after > 0  # a resume: count what it replays, by source
+        if replaying:
             (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
         half_keepalive = self.settings.keepalive_s / 2 * 0.9
         try:
@@ -79,6 +80,9 @@ class Readers(EngineBase):
                         after = events[-1].seq
                         continue
                 batch = stream.since(after)
+                if batch and replaying:
+                    metrics.replayed_memory.inc(len(batch))
+                    replaying = False
                 if batch:
                     yield b"".join(e.render(info) for e in batch)
                     if stream.timings.first_byte is None and stream.timings.first_token is not None:

@@ -39,7 +39,6 @@ class Upkeep(EngineBase):
                     await self._after_conflict(stream, batch)
                     continue
                 stream.flushed_seq = batch[-1][0]
-                stream.last_flush = time.monotonic()
             stream.trim()
 
     async def _after_conflict(self, stream: LiveStream, batch: list[StoredEvent]) -> None:

@@ -46,7 +46,6 @@ class StreamMeta:
 @dataclass(slots=True)
 class ReadResult:
     events: list[StoredEvent]
-    newest_batch_ms: int  # when the newest batch read was written (0 if none)
 
 
 @dataclass(slots=True)

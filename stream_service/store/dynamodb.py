@@ -155,7 +155,6 @@ class DynamoStreamStore(StreamStore):
     async def read(self, stream_id: str, after_seq: int) -> ReadResult:
         lower = _batch_sk(max(0, after_seq - self.max_batch + 1))
         events: list[StoredEvent] = []
-        newest = 0
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {
@@ -170,10 +169,9 @@ class DynamoStreamStore(StreamStore):
             for item in out.get("Items", []):
                 if int(item["last"]["N"]) <= after_seq:
                     continue
-                newest = max(newest, int(item["at"]["N"]))
                 events.extend(e for e in _decoder.decode(item["data"]["B"]) if e[0] > after_seq)
             if "LastEvaluatedKey" not in out:
-                return ReadResult(events, newest)
+                return ReadResult(events)
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     async def last_seq(self, stream_id: str) -> int:

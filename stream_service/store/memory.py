@@ -66,15 +66,13 @@ class MemoryStore(StreamStore):
         await self._io()
         stream = self._streams.get(stream_id)
         if stream is None:
-            return ReadResult([], 0)
+            return ReadResult([])
         out: list[StoredEvent] = []
-        newest = 0
         start = bisect.bisect_left(stream.firsts, after_seq - self.max_batch + 1)
         for first in stream.firsts[start:]:
-            events, at = stream.batches[first]
+            events, _ = stream.batches[first]
             out.extend(e for e in events if e[0] > after_seq)
-            newest = max(newest, at)
-        return ReadResult(out, newest)
+        return ReadResult(out)
 
     async def last_seq(self, stream_id: str) -> int:
         stream = self._streams.get(stream_id)
@@ -170,7 +168,3 @@ class MemoryStore(StreamStore):
         slots = self._slots.get(user, {})
         if (current := slots.get(index)) and current.stream_id == stream_id:
             del slots[index]
-
-    # test hook: what a dead node leaves behind
-    def expire_lease(self, stream_id: str) -> None:
-        self._streams[stream_id].meta.lease_until_ms = 0
