@@ -29,8 +29,11 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     # Concurrent upstream connections per process (each running stream holds one).
     openai_max_connections: int = Field(default=10_000, ge=1)
-    # Connection pools the upstream connections are spread over (see providers/openai.py).
+    # Connection pools the upstream connections are spread over (httpx transport only).
     openai_pool_shards: int = Field(default=8, ge=1, le=64)
+    # The SDK's HTTP transport: "aiohttp" (the SDK's aiohttp extra; C HTTP parser, no
+    # per-read cancel scope; the stream service's default) or "httpx" (the SDK's default).
+    openai_http_client: Literal["auto", "aiohttp", "httpx"] = "auto"
     # Comma-separated allow-list; empty means "whatever the upstream lists".
     models: str = ""
     local_models: str = "local-model,gpt-4o-mini,gpt-4o,gpt-4.1-mini,gpt-4.1,gpt-5-mini,gpt-5"

@@ -11,7 +11,8 @@ benchmark can measure added latency end to end.
 Failure injection (off unless given): ``failures={"model-id": [429, 429]}`` makes the next
 requests for that model answer with those HTTP statuses, in order (an OpenAI-shaped error;
 429s carry ``Retry-After: 0``), after which it answers normally. The model must be listed in
-``models``. ``stats.injected_failures`` counts them.
+``models``. ``stats.injected_failures`` counts them. ``break_after=N`` drops the connection
+of every stream after its Nth token, without ending the body (a crashed upstream).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class ScriptedUpstream:
         models: tuple[str, ...] = ("upstream-model",),
         stamp: bool = False,
         failures: dict[str, list[int]] | None = None,
+        break_after: int | None = None,
     ) -> None:
+        self.break_after = break_after
         self.ttft_s = ttft_s
         self.interval_s = interval_s
         self.default_tokens = default_tokens
@@ -142,6 +145,7 @@ class ScriptedUpstream:
                 self.stats.disconnects += 1
                 self.stats.disconnect_events.append(time.monotonic())
             else:
+                emitter.result()  # an injected break: the server drops the connection
                 self.stats.streams_completed += 1
         finally:
             for task in (emitter, watcher):
@@ -165,6 +169,8 @@ class ScriptedUpstream:
         loop = asyncio.get_running_loop()
         start = loop.time()
         for index in range(tokens):
+            if index == self.break_after:
+                raise ConnectionAbortedError("injected: the upstream dropped the stream")
             if index:  # fixed cadence, not drifting with send time
                 await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
             delta = {"content": self.token(index)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2  # the SDK's HTTP client: its errors surface while a body streams
@@ -50,6 +50,7 @@ class OpenAIProvider(ModelProvider):
         client: AsyncOpenAI | list[AsyncOpenAI],
         allowed_models: list[str] | None = None,
         stream_read_timeout_s: float | None = 60.0,
+        read_body: Callable[[httpx2.Response], AsyncIterator[bytes]] | None = None,
     ) -> None:
         # Several clients split the connections into several pools: httpx scans its whole
         # pool each time a request starts or ends, which grows costly with thousands of
@@ -61,6 +62,8 @@ class OpenAIProvider(ModelProvider):
         # on the token path); the caller then watches for a silent upstream itself.
         self._stream_timeout = openai.Timeout(10.0, read=stream_read_timeout_s)
         self._allowed = allowed_models or None
+        # How a streamed body is read: the transport may offer a shorter path than httpx2's.
+        self._read_body = read_body or httpx2.Response.aiter_bytes
         self._cached: tuple[float, list[str]] | None = None
 
     async def list_models(self) -> list[str]:
@@ -92,7 +95,7 @@ class OpenAIProvider(ModelProvider):
                 timeout=self._stream_timeout,
             ) as response:
                 buffer = b""
-                async for raw in response.iter_bytes():
+                async for raw in self._read_body(response.http_response):
                     buffer += raw
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:

@@ -16,29 +16,50 @@ def _split(value: str) -> list[str]:
 
 
 def build_provider(
-    settings: Settings, *, stream_read_timeout_s: float | None = 60.0
+    settings: Settings,
+    *,
+    stream_read_timeout_s: float | None = 60.0,
+    http_client: str = "httpx",
 ) -> ModelProvider:
     """The configured provider. ``stream_read_timeout_s=None`` drops the per-read timeout of
-    streams, for callers that watch upstream silence themselves (the stream engine)."""
+    streams, for callers that watch upstream silence themselves (the stream engine).
+    ``http_client`` is the transport used when ``OPENAI_HTTP_CLIENT`` is ``auto``."""
     if settings.provider == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+        kind = http_client if settings.openai_http_client == "auto" else settings.openai_http_client
+        if kind == "aiohttp":
+            from core.providers.aiohttp_transport import AiohttpTransport, body_chunks
+
+            # One upstream connection per running stream; aiohttp's pool hands them out
+            # in O(1), so one pool holds them all.
+            transport = AiohttpTransport(max_connections=settings.openai_max_connections)
+            client = AsyncOpenAI(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                timeout=settings.openai_timeout_s,
+                max_retries=settings.openai_max_retries,
+                http_client=DefaultAsyncHttpxClient(transport=transport),
+            )
+            return OpenAIProvider(
+                client, _split(settings.models), stream_read_timeout_s, read_body=body_chunks
+            )
+        # httpx scans its whole pool each time a request starts or ends: the connections
+        # are spread over several pools. The SDK's default pool (1,000) would make stream
+        # 1,001 wait for a connection.
         shards = settings.openai_pool_shards
         per_shard = max(1, settings.openai_max_connections // shards)
+        limits = httpx2.Limits(
+            max_connections=per_shard,
+            max_keepalive_connections=min(32, per_shard),
+            keepalive_expiry=30.0,
+        )
         clients = [
             AsyncOpenAI(
                 api_key=key,
                 base_url=settings.openai_base_url,
                 timeout=settings.openai_timeout_s,
                 max_retries=settings.openai_max_retries,
-                # One upstream connection per running stream: the SDK's default pool
-                # (1,000) would make stream 1,001 wait for a connection.
-                http_client=DefaultAsyncHttpxClient(
-                    limits=httpx2.Limits(
-                        max_connections=per_shard,
-                        max_keepalive_connections=min(32, per_shard),
-                        keepalive_expiry=30.0,
-                    )
-                ),
+                http_client=DefaultAsyncHttpxClient(limits=limits),
             )
             for _ in range(shards)
         ]

@@ -52,6 +52,7 @@ class StreamEngine(Readers, Upkeep):
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.provider.aclose()  # its connection pool
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """SIGTERM: refuse new streams, ask clients to reconnect elsewhere, let producers finish."""

@@ -1,13 +1,15 @@
-"""The ``openai`` provider against an OpenAI-compatible server started by the test."""
+"""The ``openai`` provider against an OpenAI-compatible server started by the test, on
+both of its HTTP transports (httpx, the SDK's default; aiohttp, the stream service's)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from core.errors import NotFound
+from core.errors import NotFound, UpstreamError
 from core.providers.base import Finish, TokenDelta
 from core.providers.registry import build_provider
 from core.schemas.chat import ChatCompletionRequest, ChatMessage
@@ -16,21 +18,37 @@ from devstack.upstream import ScriptedUpstream
 from tests.support.servers import ThreadServer
 
 
+@pytest.fixture(params=["httpx", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def upstream() -> Iterator[tuple[ScriptedUpstream, ThreadServer]]:
-    app = ScriptedUpstream(ttft_s=0.01, interval_s=0.01)
+    app = ScriptedUpstream(ttft_s=0.01, interval_s=0.01, failures={"flaky-model": [503]})
+    app.models = ("upstream-model", "flaky-model")
     with ThreadServer(app) as server:
         yield app, server
 
 
-def _provider(server: ThreadServer) -> object:
-    settings = Settings(
-        llm_provider="openai",
-        openai_api_key="sk-test",
-        openai_base_url=f"{server.url}/v1",
-        openai_max_retries=0,
-    )
-    return build_provider(settings)
+@pytest.fixture
+async def make_provider(transport: str) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(url: str, retries: int = 0) -> Any:
+        settings = Settings(
+            llm_provider="openai",
+            openai_api_key="sk-test",
+            openai_base_url=f"{url}/v1",
+            openai_max_retries=retries,
+            openai_http_client=transport,  # type: ignore[arg-type]
+        )
+        made.append(build_provider(settings))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
 
 
 def _request(model: str = "upstream-model", max_tokens: int = 5) -> ChatCompletionRequest:
@@ -39,9 +57,11 @@ def _request(model: str = "upstream-model", max_tokens: int = 5) -> ChatCompleti
     )
 
 
-async def test_stream_and_complete(upstream: tuple[ScriptedUpstream, ThreadServer]) -> None:
+async def test_stream_and_complete(
+    upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
+) -> None:
     app, server = upstream
-    provider = _provider(server)
+    provider = make_provider(server.url)
     events = [e async for e in provider.stream(_request())]  # type: ignore[attr-defined]
     texts = [e.text for e in events if isinstance(e, TokenDelta)]
     assert "".join(texts) == app.expected_text(5)
@@ -52,14 +72,14 @@ async def test_stream_and_complete(upstream: tuple[ScriptedUpstream, ThreadServe
     }
     result = await provider.complete(_request(max_tokens=3))  # type: ignore[attr-defined]
     assert result.text == app.expected_text(3)
-    assert await provider.list_models() == ["upstream-model"]  # type: ignore[attr-defined]
+    assert await provider.list_models() == ["upstream-model", "flaky-model"]
 
 
 async def test_cancel_mid_stream_closes_upstream_connection(
-    upstream: tuple[ScriptedUpstream, ThreadServer],
+    upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
 ) -> None:
     app, server = upstream
-    provider = _provider(server)
+    provider = make_provider(server.url)
     got: list[str] = []
 
     async def consume() -> None:
@@ -82,8 +102,46 @@ async def test_cancel_mid_stream_closes_upstream_connection(
     assert app.stats.active == 0
 
 
-async def test_unknown_model_is_not_found(upstream: tuple[ScriptedUpstream, ThreadServer]) -> None:
+async def test_unknown_model_is_not_found(
+    upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
+) -> None:
     _, server = upstream
     with pytest.raises(NotFound):
-        async for _ in _provider(server).stream(_request(model="missing")):  # type: ignore[attr-defined]
+        async for _ in make_provider(server.url).stream(_request(model="missing")):
             pass
+
+
+async def test_server_error_is_retried_by_the_sdk(
+    upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
+) -> None:
+    app, server = upstream
+    events = [e async for e in make_provider(server.url, retries=1).stream(_request("flaky-model"))]
+    assert app.stats.injected_failures == 1
+    assert "".join(e.text for e in events if isinstance(e, TokenDelta)) == app.expected_text(5)
+
+
+async def test_unreachable_upstream_is_a_retryable_upstream_error(
+    make_provider: Callable[..., Any],
+) -> None:
+    from devstack.local_aws import free_port
+
+    with pytest.raises(UpstreamError) as caught:
+        async for _ in make_provider(f"http://127.0.0.1:{free_port()}").stream(_request()):
+            pass
+    assert caught.value.status_code >= 500
+
+
+async def test_upstream_dying_mid_stream_is_an_upstream_error(
+    make_provider: Callable[..., Any],
+) -> None:
+    app = ScriptedUpstream(ttft_s=0.01, interval_s=0.01, break_after=3)
+    got: list[str] = []
+
+    async def consume(provider: Any) -> None:
+        async for event in provider.stream(_request(max_tokens=100)):
+            if isinstance(event, TokenDelta):
+                got.append(event.text)
+
+    with ThreadServer(app) as server, pytest.raises(UpstreamError, match="broke"):
+        await consume(make_provider(server.url))
+    assert "".join(got) == app.expected_text(3)
