@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from devstack.local_aws import free_port
 
@@ -171,6 +172,12 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
@@ -324,8 +331,13 @@ def main() -> None:
             # Streams start at a steady rate (level / ramp per second), as they would with
             # replies of this length, rather than all at once.
             ramp = max(1.0, min(args.tokens / args.rate / 2, level / 200))
-            direct = asyncio.run(run_level("direct", level, args.tokens, ramp, up_port, users))
-            via = asyncio.run(run_level("node", level, args.tokens, ramp, node_port, users))
+            direct = uvloop.run(run_level("direct", level, args.tokens, ramp, up_port, users))
+            cpu_before = cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
+            wall = time.monotonic()
+            via = uvloop.run(run_level("node", level, args.tokens, ramp, node_port, users))
+            wall = time.monotonic() - wall
+            node_cpu = cpu_s(node.pid) - cpu_before[0]
+            harness_cpu = cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
             row = {
                 "streams": level,
                 "direct_p50": pct(direct.latencies_ms, 0.5),
@@ -336,6 +348,10 @@ def main() -> None:
                 "ttft_node_p50": pct(via.ttft_ms, 0.5),
                 "tokens": via.tokens,
                 "errors": direct.errors + via.errors,
+                # the node's CPU per relayed token, and its share of a core over the run
+                "node_cpu_us_per_token": node_cpu / max(1, via.tokens) * 1e6,
+                "node_cpu_pct": node_cpu / wall * 100,
+                "harness_cpu_pct": harness_cpu / wall * 100,
             }
             row["added_p50"] = row["node_p50"] - row["direct_p50"]
             row["added_p99"] = row["node_p99"] - row["direct_p99"]
@@ -343,7 +359,9 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{level:>6} streams: added p50 {row['added_p50']:.2f} ms, p99 {row['added_p99']:.2f} ms, "
-                f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}",
+                f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}, "
+                f"node CPU {row['node_cpu_us_per_token']:.1f} us/token ({row['node_cpu_pct']:.0f}% "
+                f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
                 flush=True,
             )
         metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
@@ -366,7 +384,7 @@ def main() -> None:
         f"http://127.0.0.1:{node_port}/stream/healthz",
     )
     try:
-        per_stream_kb, held, upstream_held = asyncio.run(
+        per_stream_kb, held, upstream_held = uvloop.run(
             idle_rss(node_port, node.pid, users, args.idle, idle_up_port)
         )
     finally:
@@ -397,13 +415,14 @@ def render_table(s: dict[str, object]) -> str:
         f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node, 2 cores "
         "(load generator and upstream on the same machine).",
         "",
-        "| streams | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| streams | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:  # type: ignore[attr-defined]
         lines.append(
             f"| {r['streams']} | {r['direct_p50']:.1f} / {r['direct_p99']:.1f} | {r['node_p50']:.1f} / {r['node_p99']:.1f} "
-            f"| {r['added_p50']:.1f} / {r['added_p99']:.1f} | {r['ttft_overhead']:.1f} | {r['errors']} |"
+            f"| {r['added_p50']:.1f} / {r['added_p99']:.1f} | {r['ttft_overhead']:.1f} "
+            f"| {r['node_cpu_us_per_token']:.1f} ({r['node_cpu_pct']:.0f}%) | {r['errors']} |"
         )
     lines += [
         "",

@@ -62,7 +62,14 @@ def configure_logging() -> None:
     service.handlers[:] = [handler]
     service.setLevel(logging.INFO)
     service.propagate = False
-    logging.getLogger().setLevel(logging.WARNING)  # no per-request lines from HTTP clients
+    logging.getLogger().setLevel(logging.WARNING)
+    # No per-request lines from the HTTP clients (httpx2 logs every upstream request at
+    # INFO): set on the loggers themselves, since the app's logging config sets the root's.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "aiohttp", "botocore")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ does for its own transport.
 
 from __future__ import annotations
 
+import functools
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -32,8 +34,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=self._keepalive_expiry_s
             )
-            # trust_env: HTTPS_PROXY and friends apply, as with the SDK's own client
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            # Proxies from the environment are looked up once per host (_env_proxy), not by
+            # aiohttp's trust_env, which reads ~/.netrc and the environment in a thread on
+            # every request.
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -45,6 +49,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 str(request.url),
                 headers=request.headers.multi_items(),
                 data=body or None,
+                proxy=_env_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
                 auto_decompress=False,  # httpx2 decodes what it reads; body_chunks checks
                 timeout=aiohttp.ClientTimeout(
@@ -96,6 +101,15 @@ async def _read(response: aiohttp.ClientResponse, request: httpx2.Request) -> As
     with _mapped(request, connecting=False):
         while chunk := await response.content.readany():
             yield chunk
+
+
+@functools.lru_cache(maxsize=64)
+def _env_proxy(scheme: str, host: str) -> str | None:
+    """``HTTPS_PROXY``/``HTTP_PROXY`` for this host unless ``NO_PROXY`` exempts it, as the
+    SDK's own client would use (read once per host)."""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 def _close(response: aiohttp.ClientResponse) -> None:

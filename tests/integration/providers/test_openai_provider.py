@@ -67,8 +67,13 @@ async def test_stream_and_complete(
     assert "".join(texts) == app.expected_text(5)
     assert isinstance(events[-1], Finish)
     assert events[-1].usage.completion_tokens == 5
-    assert app.last_request is not None and app.last_request["stream_options"] == {
-        "include_usage": True
+    # the request goes out whole: model, messages and options as the client sent them
+    assert app.last_request == {
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 5,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     result = await provider.complete(_request(max_tokens=3))  # type: ignore[attr-defined]
     assert result.text == app.expected_text(3)
