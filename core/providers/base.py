@@ -11,14 +11,15 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.errors import NotFound
 from core.schemas.chat import ChatCompletionRequest, Usage, completion_body, new_completion_id
 
 
-@dataclass(frozen=True, slots=True)
-class TokenDelta:
+class TokenDelta(NamedTuple):
+    """One piece of generated text (a tuple: built once per token, so built cheaply)."""
+
     text: str
 
 

@@ -16,24 +16,26 @@ from core.providers.base import Finish, ModelProvider, TokenDelta, UpstreamEvent
 from core.schemas.chat import ChatCompletionRequest, Usage
 
 _MODELS_TTL_S = 300.0
+_MAX_LINE_BYTES = 1 << 20
 
 
-class _Delta(msgspec.Struct):
+# gc=False: decoded per token and dropped at once; they never hold reference cycles.
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta = msgspec.field(default_factory=_Delta)
     finish_reason: str | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] = msgspec.field(default_factory=list)
     usage: _Usage | None = None
     error: dict[str, Any] | None = None
@@ -101,8 +103,10 @@ class OpenAIProvider(ModelProvider):
             ) as response:
                 buffer = b""
                 async for raw in self._read_body(response.http_response):
-                    buffer += raw
-                    *lines, buffer = buffer.split(b"\n")
+                    lines = (buffer + raw).split(b"\n") if buffer else raw.split(b"\n")
+                    buffer = lines.pop()  # an unfinished line waits for the next read
+                    if len(buffer) > _MAX_LINE_BYTES:
+                        raise UpstreamError("Upstream sent an SSE line over 1 MiB.")
                     for line in lines:
                         if not line.startswith(b"data:"):
                             continue  # blank separators, comments, event/id fields

@@ -183,20 +183,21 @@ class StreamEngine(Readers, Upkeep):
             timings.upstream_sent = time.perf_counter()
             finish: Finish | None = None
             flush_at = self.config.flush_max_events
-            async for item in upstream:
-                if isinstance(item, TokenDelta):
-                    now = time.perf_counter()
-                    if timings.first_token is None:
+            observe_gap = metrics.inter_token.observe
+            clock = time.perf_counter
+            async for item in upstream:  # the per-token path: kept lean on purpose
+                if type(item) is TokenDelta:
+                    now = clock()
+                    if timings.last_token is None:
                         timings.first_token = now
                     else:
-                        metrics.inter_token.observe(now - (timings.last_token or now))
+                        observe_gap(now - timings.last_token)
                     timings.last_token = now
                     timings.tokens += 1
-                    stream.append("delta", {"text": item.text})
-                    if stream.last_seq - stream.flushed_seq >= flush_at:
+                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
                         self._flush_soon(stream)
                 else:
-                    finish = item
+                    finish = item  # type: ignore[assignment]
             reason = finish.reason if finish else "stop"
             stream.append("done", self._done_payload(stream, reason, finish))
         except asyncio.CancelledError:

@@ -22,6 +22,10 @@ _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 
 
+class _Delta(msgspec.Struct, gc=False):
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """What the openai format needs to know about a stream."""
@@ -45,6 +49,10 @@ class Event:
     @classmethod
     def make(cls, seq: int, kind: str, payload: Any) -> Event:
         return cls(seq, kind, _json.encode(payload))
+
+    @classmethod
+    def delta(cls, seq: int, text: str) -> Event:
+        return cls(seq, "delta", _json.encode(_Delta(text)))
 
     @classmethod
     def from_stored(cls, stored: StoredEvent) -> Event:

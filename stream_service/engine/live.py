@@ -58,10 +58,18 @@ class LiveStream:
         return self.base + len(self.events) - 1
 
     def append(self, kind: str, payload: object) -> Event:
-        event = Event.make(self.last_seq + 1, kind, payload)
+        event = Event.make(self.base + len(self.events), kind, payload)
         self.events.append(event)
         self.wake()
         return event
+
+    def append_delta(self, text: str) -> int:
+        """Append a ``delta`` event (the per-token path); its seq."""
+        seq = self.base + len(self.events)
+        self.events.append(Event.delta(seq, text))
+        if self._waiters:
+            self.wake()
+        return seq
 
     def wake(self) -> None:
         waiters, self._waiters = self._waiters, []

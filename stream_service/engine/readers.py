@@ -84,7 +84,10 @@ class Readers(EngineBase):
                     metrics.replayed_memory.inc(len(batch))
                     replaying = False
                 if batch:
-                    yield b"".join(e.render(info) for e in batch)
+                    if len(batch) == 1:  # the usual case: one new token
+                        yield batch[0].render(info)
+                    else:
+                        yield b"".join(e.render(info) for e in batch)
                     if stream.timings.first_byte is None and stream.timings.first_token is not None:
                         stream.timings.first_byte = time.perf_counter()
                         metrics.stage_first_byte.observe(
