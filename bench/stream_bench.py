@@ -41,6 +41,9 @@ STAMP = re.compile(rb"@(\d{19})")
 SECRET = "rtai-dev-secret-change-me-0123456789abcdef"
 
 
+HARNESS_NICE = 10
+
+
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -195,9 +198,11 @@ def metric_sum(text: str, name: str) -> float:
     return total
 
 
-def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str], health: str, nice: int = 0
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        cmd,
+        ["nice", "-n", str(nice), *cmd] if nice else cmd,
         env={**os.environ, **env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -306,6 +311,7 @@ def main() -> None:
         ],
         {},
         f"http://127.0.0.1:{up_port}/v1/models",
+        nice=HARNESS_NICE,
     )
     node_env = {
         "LLM_PROVIDER": "openai",
@@ -323,6 +329,9 @@ def main() -> None:
         node_env,
         f"http://127.0.0.1:{node_port}/stream/healthz",
     )
+    # The harness (upstream and this load generator) yields the CPU to the node when they
+    # contend: in production the node has its cores to itself.
+    os.setpriority(os.PRIO_PROCESS, 0, HARNESS_NICE)
     # One user per stream, as in production (each user's slot records stay small).
     users = [mint_token(f"bench-{i}") for i in range(max([*levels, args.idle]))]
     rows = []

@@ -36,15 +36,19 @@ class StreamInfo:
     include_usage: bool
 
 
-class Event:
-    __slots__ = ("_frame", "_openai", "data", "kind", "seq")
+class Event(msgspec.Struct, gc=False):
+    """One event of a stream, with its wire frames rendered at most once.
 
-    def __init__(self, seq: int, kind: str, data: bytes) -> None:
-        self.seq = seq
-        self.kind = kind
-        self.data = data
-        self._frame: bytes | None = None
-        self._openai: bytes | None = None
+    Live streams keep thousands of these in memory; ``gc=False`` keeps them out of the
+    garbage collector's sight (they hold only ints, strings and bytes), so full collections
+    don't grow with the number of buffered events.
+    """
+
+    seq: int
+    kind: str
+    data: bytes
+    native: bytes | None = None  # the native SSE frame, once rendered
+    chunk: bytes | None = None  # the openai-format frame, once rendered
 
     @classmethod
     def make(cls, seq: int, kind: str, payload: Any) -> Event:
@@ -66,18 +70,18 @@ class Event:
         return self.kind in TERMINAL
 
     def frame(self) -> bytes:
-        if self._frame is None:
-            self._frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        if self.native is None:
+            self.native = b"id: %d\nevent: %s\ndata: %s\n\n" % (
                 self.seq,
                 self.kind.encode(),
                 self.data,
             )
-        return self._frame
+        return self.native
 
     def openai_frame(self, info: StreamInfo) -> bytes:
-        if self._openai is None:
-            self._openai = _render_openai(self, info)
-        return self._openai
+        if self.chunk is None:
+            self.chunk = _render_openai(self, info)
+        return self.chunk
 
     def render(self, info: StreamInfo | None) -> bytes:
         return self.frame() if info is None else self.openai_frame(info)

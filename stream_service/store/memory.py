@@ -23,7 +23,7 @@ from stream_service.store.base import (
 class _Stream:
     meta: StreamMeta
     firsts: list[int] = field(default_factory=list)
-    batches: dict[int, tuple[list[StoredEvent], int]] = field(default_factory=dict)
+    batches: dict[int, tuple[tuple[StoredEvent, ...], int]] = field(default_factory=dict)
 
 
 class MemoryStore(StreamStore):
@@ -59,7 +59,7 @@ class MemoryStore(StreamStore):
         if first in stream.batches:
             return False
         bisect.insort(stream.firsts, first)
-        stream.batches[first] = (list(events), int(time.time() * 1000))
+        stream.batches[first] = (tuple(events), int(time.time() * 1000))
         return True
 
     async def read(self, stream_id: str, after_seq: int) -> ReadResult:
