@@ -286,7 +286,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--levels", default="100,250,500,1000")
+    parser.add_argument("--levels", default="250,500,750,1000,1250")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
     parser.add_argument("--idle", type=int, default=5000, help="idle streams for the memory figure")

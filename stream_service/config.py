@@ -45,6 +45,8 @@ class StreamSettings(BaseSettings):
     memory_window: int = Field(default=4096, ge=16)
     # How long a finished stream stays in memory for fast resumes.
     retain_s: float = Field(default=60.0, ge=0)
+    # ...holding only its newest events in memory; a resume from further back reads the store.
+    retain_events: int = Field(default=32, ge=1)
     # Stored events live this long (DynamoDB TTL).
     stream_ttl_s: int = Field(default=24 * 3600, gt=0)
     # SIGTERM: the bound on draining (the ALB deregistration delay matches it).

@@ -292,6 +292,10 @@ class StreamEngine(Readers, Upkeep):
         except Exception:
             log.exception("final flush of %s failed; its lease will lapse", stream.id)
         finally:
+            # A finished stream stays here for RETAIN_S, to answer its status and a resume
+            # at its end from memory; what is stored need not stay in memory that long.
+            stream.window = min(stream.window, self.config.retain_events)
+            stream.trim()
             await self.slots.release(stream.owner, stream.slot_index, stream.id)
             self.metrics.active_streams.dec()
             self.metrics.finished.labels(stream.status).inc()
