@@ -3,8 +3,13 @@
 Three processes on this machine: a scripted OpenAI-compatible upstream that stamps each
 token with its emit time and emits at a fixed cadence; one stream-service node (``openai``
 provider pointed at that upstream); and this load generator (raw asyncio sockets, so the
-client costs little). For each concurrency level it runs the same number of streams
-directly against the upstream and through the node, and compares when tokens arrive.
+client costs little). For each concurrency level N it runs N clients directly against
+the upstream, then N through the node, and compares when tokens arrive. Each client runs
+two streams back to back, the first starts spread over one stream's duration: for one
+stream's duration exactly N streams run while new ones start at N / duration per second,
+and only that stretch is measured. The upstream and the load generator run at nice 10, so
+they yield the CPU to the node when they contend (in production the node has its cores to
+itself); the node's CPU per token and the harness's share are printed too.
 
 Printed and written to ``bench/results/``: added latency per token (through the node minus
 direct, p50/p99), TTFT overhead, the highest level whose p99 added latency stays under
@@ -51,10 +56,16 @@ def raise_fd_limit() -> None:
 
 @dataclass
 class Run:
+    """What one phase measured. Only tokens emitted inside ``window`` (wall-clock ns) and
+    streams started inside it count: the steady state, not the ramp up or down."""
+
+    window: tuple[int, int] = (0, 2**63)
+    churn: bool = False
     latencies_ms: list[float] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
     errors: int = 0
-    tokens: int = 0
+    tokens: int = 0  # inside the window
+    relayed: int = 0  # all of them
 
 
 async def _http(
@@ -66,12 +77,12 @@ async def _http(
     return reader, writer
 
 
-async def _consume(reader: asyncio.StreamReader, run: Run, started: float, direct: bool) -> None:
+async def _consume(reader: asyncio.StreamReader, run: Run, started_ns: int) -> None:
     """Read an SSE body to its end, recording per-token latency from the emit stamps."""
+    lo, hi = run.window
     first = True
     buffer = b""
-    # skip the response head
-    head = await reader.readuntil(b"\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")  # the response head
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
         run.errors += 1
         return
@@ -81,17 +92,20 @@ async def _consume(reader: asyncio.StreamReader, run: Run, started: float, direc
             return
         now_ns = time.time_ns()
         buffer += chunk
-        for stamp in STAMP.findall(buffer):
-            latency = (now_ns - int(stamp)) / 1e6
-            run.latencies_ms.append(latency)
-            run.tokens += 1
-            if first:
-                run.ttft_ms.append((time.perf_counter() - started) * 1000)
-                first = False
-        cut = buffer.rfind(b"\n\n")
-        done = b"[DONE]" in buffer or b"event: done" in buffer
-        buffer = buffer[cut + 2 :] if cut >= 0 else buffer
-        if done:
+        cut = buffer.rfind(b"\n\n") + 2  # complete events only; the rest waits
+        if cut < 2:
+            continue
+        complete, buffer = buffer[:cut], buffer[cut:]
+        for stamp in STAMP.findall(complete):
+            emitted = int(stamp)
+            run.relayed += 1
+            if first and (started_ns >= lo or not run.churn):  # churn: TTFT in the window
+                run.ttft_ms.append((now_ns - started_ns) / 1e6)
+            first = False
+            if lo <= emitted < hi:
+                run.latencies_ms.append((now_ns - emitted) / 1e6)
+                run.tokens += 1
+        if b"[DONE]" in complete or b"event: done" in complete:
             return
 
 
@@ -112,61 +126,94 @@ async def direct_stream(port: int, tokens: int, run: Run) -> None:
             "stream": True,
         }
     ).encode()
-    started = time.perf_counter()
+    started = time.time_ns()
     try:
         reader, writer = await _http("127.0.0.1", port, _post("/v1/chat/completions", port, body))
-        await _consume(reader, run, started, True)
+        await _consume(reader, run, started)
         writer.close()
     except (OSError, asyncio.IncompleteReadError):
         run.errors += 1
 
 
-async def node_stream(
-    port: int, token: str, tokens: int, run: Run, client: httpx.AsyncClient
-) -> None:
-    body = {
-        "model": "upstream-model",
-        "messages": [{"role": "user", "content": "x"}],
-        "max_tokens": tokens,
-    }
-    started = time.perf_counter()
+async def node_stream(port: int, token: str, tokens: int, run: Run) -> None:
+    body = json.dumps(
+        {
+            "model": "upstream-model",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": tokens,
+        }
+    ).encode()
+    started = time.time_ns()
     try:
-        created = await client.post(
-            f"http://127.0.0.1:{port}/stream/v1/streams",
-            json=body,
-            headers={"authorization": f"Bearer {token}"},
-        )
-        if created.status_code != 201:
-            run.errors += 1
-            if run.errors <= 3:
-                print(f"  create failed: {created.status_code} {created.text[:200]}", flush=True)
+        url = await create_stream(port, token, body, run)
+        if url is None:
             return
-        url = created.json()["events_url"]
         request = (
             f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
         )
         reader, writer = await _http("127.0.0.1", port, request)
-        await _consume(reader, run, started, False)
+        await _consume(reader, run, started)
         writer.close()
-    except (OSError, asyncio.IncompleteReadError, httpx.HTTPError):
+    except (OSError, asyncio.IncompleteReadError, ValueError):
         run.errors += 1
 
 
+async def create_stream(port: int, token: str, body: bytes, run: Run) -> str | None:
+    """``POST /stream/v1/streams`` on a raw socket (the load generator stays cheap): the
+    new stream's events URL, or None (counted as an error) if it was refused."""
+    reader, writer = await _http("127.0.0.1", port, _post("/stream/v1/streams", port, body, token))
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        answer = await reader.read()
+    finally:
+        writer.close()
+    if b" 201 " not in head.split(b"\r\n", 1)[0]:
+        run.errors += 1
+        if run.errors <= 3:
+            print(f"  create failed: {head[:40]!r} {answer[:200]!r}", flush=True)
+        return None
+    return str(json.loads(answer)["events_url"])
+
+
 async def run_level(
-    kind: str, concurrency: int, tokens: int, ramp_s: float, port: int, users: list[str]
+    kind: str,
+    concurrency: int,
+    duration_s: float,
+    port: int,
+    users: list[str],
+    tokens: int,
+    churn: bool,
 ) -> Run:
-    run = Run()
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        tasks = []
-        for i in range(concurrency):
+    """``concurrency`` clients against the upstream (``kind="direct"``) or the node.
+
+    Plateau (default): one stream each, started at up to 100 a second (over at most half a
+    stream's duration); measured from a second after the last start until the first
+    stream ends, while all of them stream and none starts. Churn: two streams each, back to back, the
+    first starts spread over one stream's duration; measured over the next duration, while
+    exactly ``concurrency`` streams run and new ones start at concurrency / duration per
+    second, as replies of this length would.
+    """
+    start_ns = time.time_ns()
+    span_ns = int(duration_s * 1e9)
+    if churn:
+        spread, streams = duration_s, 2
+        window = (start_ns + span_ns, start_ns + 2 * span_ns)
+    else:
+        # at most 100 starts a second: a start costs the node about 2 ms of CPU
+        spread, streams = min(duration_s / 2, concurrency / 100), 1
+        settle = min(1.0, duration_s / 10)
+        window = (start_ns + int((spread + settle) * 1e9), start_ns + span_ns)
+    run = Run(window=window, churn=churn)
+
+    async def client(index: int) -> None:
+        await asyncio.sleep(spread * index / concurrency)
+        for _ in range(streams):
             if kind == "direct":
-                tasks.append(asyncio.create_task(direct_stream(port, tokens, run)))
+                await direct_stream(port, tokens, run)
             else:
-                token = users[i % len(users)]
-                tasks.append(asyncio.create_task(node_stream(port, token, tokens, run, client)))
-            await asyncio.sleep(ramp_s / concurrency)
-        await asyncio.gather(*tasks)
+                await node_stream(port, users[index % len(users)], tokens, run)
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
     return run
 
 
@@ -287,10 +334,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--levels", default="250,500,750,1000,1250")
-    parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
+    parser.add_argument("--tokens", type=int, default=400, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
     parser.add_argument("--idle", type=int, default=5000, help="idle streams for the memory figure")
     parser.add_argument("--quick", action="store_true", help="small levels, for a smoke run")
+    parser.add_argument(
+        "--churn",
+        action="store_true",
+        help="measure while new streams keep starting (see run_level); results get a -churn suffix",
+    )
     args = parser.parse_args()
     if args.quick:
         args.levels, args.tokens, args.idle = "50,100", 40, 300
@@ -337,13 +389,15 @@ def main() -> None:
     rows = []
     try:
         for level in levels:
-            # Streams start at a steady rate (level / ramp per second), as they would with
-            # replies of this length, rather than all at once.
-            ramp = max(1.0, min(args.tokens / args.rate / 2, level / 200))
-            direct = uvloop.run(run_level("direct", level, args.tokens, ramp, up_port, users))
+            duration = args.tokens / args.rate
+            direct = uvloop.run(
+                run_level("direct", level, duration, up_port, users, args.tokens, args.churn)
+            )
             cpu_before = cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
             wall = time.monotonic()
-            via = uvloop.run(run_level("node", level, args.tokens, ramp, node_port, users))
+            via = uvloop.run(
+                run_level("node", level, duration, node_port, users, args.tokens, args.churn)
+            )
             wall = time.monotonic() - wall
             node_cpu = cpu_s(node.pid) - cpu_before[0]
             harness_cpu = cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
@@ -358,7 +412,7 @@ def main() -> None:
                 "tokens": via.tokens,
                 "errors": direct.errors + via.errors,
                 # the node's CPU per relayed token, and its share of a core over the run
-                "node_cpu_us_per_token": node_cpu / max(1, via.tokens) * 1e6,
+                "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
                 "node_cpu_pct": node_cpu / wall * 100,
                 "harness_cpu_pct": harness_cpu / wall * 100,
             }
@@ -410,19 +464,27 @@ def main() -> None:
         "store_writes_per_token": writes / produced if produced else float("nan"),
         "tokens_per_stream": args.tokens,
         "rate_per_stream": args.rate,
+        "churn": args.churn,
     }
     table = render_table(summary)
     print(table)
-    (RESULTS / "stream_bench.md").write_text(table)
-    (RESULTS / "stream_bench.json").write_text(json.dumps(summary, indent=2))
-    plot(summary, RESULTS / "stream_bench.png")
-    print(f"wrote {RESULTS / 'stream_bench.md'} and stream_bench.png")
+    name = "stream_bench-churn" if args.churn else "stream_bench"
+    (RESULTS / f"{name}.md").write_text(table)
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    plot(summary, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS / name}.md, .json and .png")
 
 
 def render_table(s: dict[str, object]) -> str:
     lines = [
         f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node, 2 cores "
-        "(load generator and upstream on the same machine).",
+        "(load generator and upstream on the same machine); "
+        + (
+            f"churn: N streams at all times, N / {s['tokens_per_stream'] / s['rate_per_stream']:.0f} "  # type: ignore[operator]
+            "new streams a second."
+            if s["churn"]
+            else "plateau: all N streaming, none starting."
+        ),
         "",
         "| streams | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | errors |",
         "|---:|---:|---:|---:|---:|---:|---:|",
