@@ -99,7 +99,7 @@ async def _consume(reader: asyncio.StreamReader, run: Run, started_ns: int) -> N
         for stamp in STAMP.findall(complete):
             emitted = int(stamp)
             run.relayed += 1
-            if first and (started_ns >= lo or not run.churn):  # churn: TTFT in the window
+            if first and (lo <= started_ns < hi or not run.churn):  # churn: TTFT in the window
                 run.ttft_ms.append((now_ns - started_ns) / 1e6)
             first = False
             if lo <= emitted < hi:

@@ -13,14 +13,17 @@ does for its own transport.
 from __future__ import annotations
 
 import functools
+import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx2
+import yarl
 
 _RAW = "rtai.aiohttp_response"
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -37,17 +40,22 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             # Proxies from the environment are looked up once per host (_env_proxy), not by
             # aiohttp's trust_env, which reads ~/.netrc and the environment in a thread on
             # every request.
-            self._session = aiohttp.ClientSession(connector=connector)
+            # Cookies are httpx2's business (the SDK sends none of its own).
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
-        with _mapped(request, connecting=True):
+        # The body is whole: aiohttp frames it (Content-Length) itself.
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _FRAMING]
+        with _mapped(request):
             response = await self._client().request(
                 request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
+                yarl.URL(str(request.url), encoded=True),  # as httpx2 encoded it
+                headers=headers,
                 data=body or None,
                 proxy=_env_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
@@ -98,7 +106,7 @@ def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
 
 
 async def _read(response: aiohttp.ClientResponse, request: httpx2.Request) -> AsyncIterator[bytes]:
-    with _mapped(request, connecting=False):
+    with _mapped(request):
         while chunk := await response.content.readany():
             yield chunk
 
@@ -122,12 +130,17 @@ def _close(response: aiohttp.ClientResponse) -> None:
 
 
 @contextmanager
-def _mapped(request: httpx2.Request, *, connecting: bool) -> Iterator[None]:
+def _mapped(request: httpx2.Request) -> Iterator[None]:
+    """aiohttp's errors as the httpx2 errors the SDK retries and reports."""
     try:
         yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        kind = httpx2.ConnectTimeout if connecting else httpx2.ReadTimeout
-        raise kind(str(exc) or "timed out", request=request) from exc
-    except aiohttp.ClientError as exc:
-        kind_ = httpx2.ConnectError if connecting else httpx2.ReadError
-        raise kind_(str(exc) or type(exc).__name__, request=request) from exc
+    except aiohttp.ConnectionTimeoutError as exc:  # no connection (or pool slot) in time
+        raise httpx2.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:  # a read timed out
+        raise httpx2.ReadTimeout(str(exc) or "read timed out", request=request) from exc
+    except (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError) as exc:
+        raise httpx2.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise httpx2.RemoteProtocolError(str(exc) or "disconnected", request=request) from exc
+    except (aiohttp.ClientError, ssl.SSLError, ConnectionError) as exc:
+        raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc

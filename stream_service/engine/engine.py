@@ -186,7 +186,7 @@ class StreamEngine(Readers, Upkeep):
             observe_gap = metrics.inter_token.observe
             clock = time.perf_counter
             async for item in upstream:  # the per-token path: kept lean on purpose
-                if type(item) is TokenDelta:
+                if isinstance(item, TokenDelta):
                     now = clock()
                     if timings.last_token is None:
                         timings.first_token = now
@@ -197,7 +197,7 @@ class StreamEngine(Readers, Upkeep):
                     if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
                         self._flush_soon(stream)
                 else:
-                    finish = item  # type: ignore[assignment]
+                    finish = item
             reason = finish.reason if finish else "stop"
             stream.append("done", self._done_payload(stream, reason, finish))
         except asyncio.CancelledError:
