@@ -99,6 +99,22 @@ async def test_a_reader_behind_the_memory_window_catches_up_from_the_store() -> 
         await engine.stop()
 
 
+async def test_a_finished_stream_keeps_only_its_newest_events_in_memory() -> None:
+    engine = await _engine(retain_events=10)
+    try:
+        stream = await engine.create("u", _request("/tokens 100"), time.perf_counter())
+        assert stream.task is not None
+        await stream.task  # ends after the final flush: everything is stored
+        assert len(stream.events) == 10
+        assert engine.live.get(stream.id) is stream  # still answered from this node
+        whole = _frames(await _drain(await engine.open("u", stream.id, 0, openai_format=False)))
+        assert [seq for seq, _ in whole] == list(range(1, 103))  # older ones from the store
+        tail = _frames(await _drain(await engine.open("u", stream.id, 95, openai_format=False)))
+        assert tail == [(seq, "delta") for seq in range(96, 102)] + [(102, "done")]
+    finally:
+        await engine.stop()
+
+
 async def test_store_writes_are_batched() -> None:
     engine = await _engine(delay_s=0.005)
     try:
