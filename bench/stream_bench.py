@@ -7,8 +7,8 @@ client costs little). For each concurrency level N it runs N clients directly ag
 the upstream, then N through the node, and compares when tokens arrive. Each client runs
 two streams back to back, the first starts spread over one stream's duration: for one
 stream's duration exactly N streams run while new ones start at N / duration per second,
-and only that stretch is measured. The upstream and the load generator run at nice 10, so
-they yield the CPU to the node when they contend (in production the node has its cores to
+and only that stretch is measured. The node runs on core 0, the upstream and the load
+generator on the other cores at nice 10 (in production the node has its cores to
 itself); the node's CPU per token and the harness's share are printed too.
 
 Printed and written to ``bench/results/``: added latency per token (through the node minus
@@ -27,6 +27,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -47,6 +48,11 @@ SECRET = "rtai-dev-secret-change-me-0123456789abcdef"
 
 
 HARNESS_NICE = 10
+# With two or more cores the node gets core 0 to itself and the harness the rest, as in
+# production, where nothing else runs on the node's cores.
+_CORES = os.cpu_count() or 1
+NODE_CPUS = "0" if _CORES >= 2 else None
+HARNESS_CPUS = ",".join(str(c) for c in range(1, _CORES)) if _CORES >= 2 else None
 
 
 def raise_fd_limit() -> None:
@@ -246,10 +252,14 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def start(
-    cmd: list[str], env: dict[str, str], health: str, nice: int = 0
+    cmd: list[str], env: dict[str, str], health: str, nice: int = 0, cpus: str | None = None
 ) -> subprocess.Popen[bytes]:
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
+    if cpus is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", cpus, *cmd]  # every thread of it, on those cores only
     proc = subprocess.Popen(
-        ["nice", "-n", str(nice), *cmd] if nice else cmd,
+        cmd,
         env={**os.environ, **env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -364,6 +374,7 @@ def main() -> None:
         {},
         f"http://127.0.0.1:{up_port}/v1/models",
         nice=HARNESS_NICE,
+        cpus=HARNESS_CPUS,
     )
     node_env = {
         "LLM_PROVIDER": "openai",
@@ -380,10 +391,13 @@ def main() -> None:
         [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
         node_env,
         f"http://127.0.0.1:{node_port}/stream/healthz",
+        cpus=NODE_CPUS,
     )
     # The harness (upstream and this load generator) yields the CPU to the node when they
     # contend: in production the node has its cores to itself.
     os.setpriority(os.PRIO_PROCESS, 0, HARNESS_NICE)
+    if HARNESS_CPUS is not None:
+        os.sched_setaffinity(0, {int(c) for c in HARNESS_CPUS.split(",")})
     # One user per stream, as in production (each user's slot records stay small).
     users = [mint_token(f"bench-{i}") for i in range(max([*levels, args.idle]))]
     rows = []
