@@ -26,10 +26,8 @@ import asyncio
 import json
 import os
 import re
-import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -39,12 +37,15 @@ from pathlib import Path
 import httpx
 import uvloop
 
+from bench import raise_fd_limit
+from core.auth.dev import DevTokens
+from core.settings import DEV_SECRET_DEFAULT
 from devstack.local_aws import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 STAMP = re.compile(rb"@(\d{19})")
-SECRET = "rtai-dev-secret-change-me-0123456789abcdef"
+SECRET = DEV_SECRET_DEFAULT
 
 
 HARNESS_NICE = 10
@@ -53,11 +54,6 @@ HARNESS_NICE = 10
 _CORES = os.cpu_count() or 1
 NODE_CPUS = "0" if _CORES >= 2 else None
 HARNESS_CPUS = ",".join(str(c) for c in range(1, _CORES)) if _CORES >= 2 else None
-
-
-def raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @dataclass
@@ -334,9 +330,7 @@ async def idle_rss(
 
 
 def mint_token(user: str = "bench") -> str:
-    import jwt
-
-    return jwt.encode({"sub": user, "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
+    return DevTokens(SECRET, ttl_s=3600).mint(user)
 
 
 def main() -> None:
@@ -545,7 +539,6 @@ def plot(s: dict[str, object], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    statistics.mean([1])  # keep the import honest for the table helpers
 
 
 if __name__ == "__main__":

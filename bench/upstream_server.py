@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import resource
 
 import uvicorn
 
+from bench import raise_fd_limit
 from devstack.upstream import ScriptedUpstream
 
 
@@ -16,8 +16,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--ttft", type=float, default=0.05)
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     app = ScriptedUpstream(ttft_s=args.ttft, interval_s=args.interval, stamp=True)
     uvicorn.run(
         app,

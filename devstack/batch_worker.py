@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from core.aws import clients
+from core.aws.errors import error_code
 from core.settings import Settings
 from functions.batch_worker.handler import WorkerRuntime
 
@@ -40,7 +41,7 @@ def ensure_local_batch_resources(
     try:
         s3.create_bucket(Bucket=settings.files_bucket)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in (
+        if error_code(exc) not in (
             "BucketAlreadyOwnedByYou",
             "BucketAlreadyExists",
         ):

@@ -43,12 +43,8 @@ class EventStream:
 
     def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
         self.body = body
-        merged = {
-            "content-type": "text/event-stream; charset=utf-8",
-            **SSE_HEADERS,
-            **(headers or {}),
-        }
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in merged.items()]
+        extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        self.headers = _BASE_HEADERS + extra
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = asyncio.current_task()

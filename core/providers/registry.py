@@ -26,6 +26,17 @@ def build_provider(
     ``http_client`` is the transport used when ``OPENAI_HTTP_CLIENT`` is ``auto``."""
     if settings.provider == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+
+        def sdk(http: httpx2.AsyncClient) -> AsyncOpenAI:
+            return AsyncOpenAI(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                timeout=settings.openai_timeout_s,
+                max_retries=settings.openai_max_retries,
+                http_client=http,
+            )
+
+        models = _split(settings.models)
         kind = http_client if settings.openai_http_client == "auto" else settings.openai_http_client
         if kind == "aiohttp":
             from core.providers.aiohttp_transport import AiohttpTransport, body_chunks
@@ -33,16 +44,8 @@ def build_provider(
             # One upstream connection per running stream; aiohttp's pool hands them out
             # in O(1), so one pool holds them all.
             transport = AiohttpTransport(max_connections=settings.openai_max_connections)
-            client = AsyncOpenAI(
-                api_key=key,
-                base_url=settings.openai_base_url,
-                timeout=settings.openai_timeout_s,
-                max_retries=settings.openai_max_retries,
-                http_client=DefaultAsyncHttpxClient(transport=transport),
-            )
-            return OpenAIProvider(
-                client, _split(settings.models), stream_read_timeout_s, read_body=body_chunks
-            )
+            client = sdk(DefaultAsyncHttpxClient(transport=transport))
+            return OpenAIProvider(client, models, stream_read_timeout_s, read_body=body_chunks)
         # httpx scans its whole pool each time a request starts or ends: the connections
         # are spread over several pools. The SDK's default pool (1,000) would make stream
         # 1,001 wait for a connection.
@@ -53,17 +56,8 @@ def build_provider(
             max_keepalive_connections=min(32, per_shard),
             keepalive_expiry=30.0,
         )
-        clients = [
-            AsyncOpenAI(
-                api_key=key,
-                base_url=settings.openai_base_url,
-                timeout=settings.openai_timeout_s,
-                max_retries=settings.openai_max_retries,
-                http_client=DefaultAsyncHttpxClient(limits=limits),
-            )
-            for _ in range(shards)
-        ]
-        return OpenAIProvider(clients, _split(settings.models), stream_read_timeout_s)
+        clients = [sdk(DefaultAsyncHttpxClient(limits=limits)) for _ in range(shards)]
+        return OpenAIProvider(clients, models, stream_read_timeout_s)
     return LocalProvider(
         _split(settings.models) or _split(settings.local_models),
         ttft_s=settings.local_ttft_ms / 1000,

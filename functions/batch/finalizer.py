@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
+from core.aws.errors import error_code
 from core.settings import Settings
 from functions.batch.schemas import (
     TERMINAL,
@@ -162,5 +163,4 @@ class Finalizer:
 
 
 def _input_gone(exc: ClientError) -> bool:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("NoSuchKey", "404", "PreconditionFailed", "412")
+    return error_code(exc) in ("NoSuchKey", "404", "PreconditionFailed", "412")

@@ -26,6 +26,9 @@ class _Delta(msgspec.Struct, gc=False):
     text: str
 
 
+_delta = msgspec.json.Decoder(_Delta)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """What the openai format needs to know about a stream."""
@@ -96,11 +99,11 @@ def _render_openai(event: Event, info: StreamInfo) -> bytes:
         )
 
     head = b"id: %d\n" % event.seq
-    payload = _decode(event.data)
+    if event.kind == "delta":  # per token: decoded into its struct, not a dict
+        return head + b"data: " + chunk(content=_delta.decode(event.data).text) + b"\n\n"
     if event.kind == "status":
         return head + b"data: " + chunk(role="assistant", content="") + b"\n\n"
-    if event.kind == "delta":
-        return head + b"data: " + chunk(content=payload["text"]) + b"\n\n"
+    payload = _decode(event.data)
     if event.kind == "done":
         out = head + b"data: " + chunk(finish_reason=payload["finish_reason"]) + b"\n\n"
         if info.include_usage and payload.get("usage"):

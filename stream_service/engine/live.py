@@ -67,11 +67,12 @@ class LiveStream:
         """Append a ``delta`` event (the per-token path); its seq."""
         seq = self.base + len(self.events)
         self.events.append(Event.delta(seq, text))
-        if self._waiters:
-            self.wake()
+        self.wake()
         return seq
 
     def wake(self) -> None:
+        if not self._waiters:
+            return
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from botocore.exceptions import ClientError
 
+from core.aws.errors import conditional_failed
 from stream_service.store.base import (
     LeaseLost,
     PollResult,
@@ -48,10 +49,6 @@ def _batch_sk(first: int) -> str:
 
 def _slot_key(user: str, index: int) -> dict[str, Any]:
     return {"pk": {"S": f"U#{user}"}, "sk": {"S": f"slot#{index:03d}"}}
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class DynamoStreamStore(StreamStore):
@@ -147,7 +144,7 @@ class DynamoStreamStore(StreamStore):
                 ConditionExpression="attribute_not_exists(sk)",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -208,7 +205,7 @@ class DynamoStreamStore(StreamStore):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 raise LeaseLost(stream_id) from exc
             raise
         attrs = out["Attributes"]
@@ -258,7 +255,7 @@ class DynamoStreamStore(StreamStore):
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 raise LeaseLost(stream_id) from exc
             raise
 
@@ -282,7 +279,7 @@ class DynamoStreamStore(StreamStore):
                 ExpressionAttributeValues={":u": {"N": str(until_ms)}},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
 
     async def mark_lost(self, stream_id: str, at_ms: int) -> bool:
@@ -301,7 +298,7 @@ class DynamoStreamStore(StreamStore):
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -348,7 +345,7 @@ class DynamoStreamStore(StreamStore):
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -363,5 +360,5 @@ class DynamoStreamStore(StreamStore):
                 ExpressionAttributeValues={":me": {"S": stream_id}},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise

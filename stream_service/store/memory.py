@@ -44,7 +44,9 @@ class MemoryStore(StreamStore):
         await self._io()
         self._write("create")
         stream = self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
-        stream.meta.cancel = stream.meta.cancel or meta.id in self._early_cancels
+        if meta.id in self._early_cancels:
+            self._early_cancels.discard(meta.id)
+            stream.meta.cancel = True
 
     async def get_meta(self, stream_id: str) -> StreamMeta | None:
         await self._io()

@@ -123,18 +123,16 @@ function addAssistantView() {
   item.append(body, meta);
   ui.messages.appendChild(item);
   scrollToEnd();
-  return { item, body, ttft, extra, text: "", dirty: false, frame: 0 };
+  return { item, body, ttft, extra, text: "", frame: 0 };
 }
 
 function paint(view) {
-  view.dirty = false;
   view.frame = 0;
   renderInto(view.body, view.text);
   scrollToEnd();
 }
 
 function schedulePaint(view) {
-  view.dirty = true;
   if (!view.frame) view.frame = requestAnimationFrame(() => paint(view));
 }
 
@@ -353,7 +351,6 @@ function finish(view, pending, { finish: reason, metrics, error }) {
     finish: reason,
     error,
   };
-  if (!pending.text && reason === "cancelled") view.text = "";
   view.extra.textContent = describeEnd(msg);
   if (error) addRetry(view);
   if (Number.isFinite(msg.ttftMs)) state.ttfts = [...state.ttfts, msg.ttftMs].slice(-20);

@@ -12,7 +12,7 @@ function svg(tag, attrs = {}) {
 }
 
 /**
- * Draw into `host` (an element); returns {push(ms), set(values)}. Keeps the last `size` values.
+ * Draw into `host` (an element); returns {set(values)}. Keeps the last `size` values.
  * The SVG carries a text summary for screen readers.
  */
 export function createTtftChart(host, { size = 20 } = {}) {
@@ -63,10 +63,6 @@ export function createTtftChart(host, { size = 20 } = {}) {
 
   draw();
   return {
-    push(ms) {
-      values = [...values, ms].slice(-size);
-      draw();
-    },
     set(list) {
       values = list.filter(Number.isFinite).slice(-size);
       draw();

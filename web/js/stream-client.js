@@ -21,6 +21,8 @@
 // already seen are dropped; a gap makes the subscription reopen from the last id it has.
 
 const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 8000 };
+// The handler each event kind goes to (besides onEvent, which gets every event).
+const HANDLERS = { status: "onStatus", delta: "onDelta", done: "onDone", error: "onError" };
 
 export class StreamHttpError extends Error {
   constructor(status, body, headers) {
@@ -214,9 +216,7 @@ export class StreamSubscription {
     if (id !== this.lastEventId + 1) {
       // A gap must never reach the handlers: reopen from what we have, with backoff.
       this._interrupted = true;
-      this._teardown();
-      this._setState("reconnecting");
-      this._scheduleRetry();
+      this._retryLater();
       return;
     }
     let data;
@@ -226,8 +226,7 @@ export class StreamSubscription {
       data = {};
     }
     this.lastEventId = id;
-    const typed = { status: "onStatus", delta: "onDelta", done: "onDone", error: "onError" }[kind];
-    this._call(typed, data, id);
+    this._call(HANDLERS[kind], data, id);
     this._call("onEvent", kind, data, id);
     if (kind === "done" || kind === "error") this.close();
   }
@@ -245,6 +244,10 @@ export class StreamSubscription {
       return;
     }
     // CLOSED: the browser gave up (an HTTP error such as 503 from a draining node, 401, 404).
+    this._retryLater();
+  }
+
+  _retryLater() {
     this._teardown();
     this._setState("reconnecting");
     this._scheduleRetry();

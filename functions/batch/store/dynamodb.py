@@ -22,6 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import clients
+from core.aws.errors import conditional_failed, error_code
 from core.settings import Settings
 from functions.batch.schemas import BatchRecord, FileRecord, ItemResult, now_s
 from functions.batch.store.base import BatchStore
@@ -65,10 +66,6 @@ def _load(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _values(**values: Any) -> dict[str, Any]:
     return {f":{k}": _ser.serialize(v) for k, v in values.items()}
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def file_key(file_id: str) -> str:
@@ -202,7 +199,7 @@ class DynamoBatchStore(BatchStore):
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return int(head["ContentLength"]), head["ETag"]
@@ -326,7 +323,7 @@ class DynamoBatchStore(BatchStore):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         if status in ("failed", "completed", "expired", "cancelled"):
@@ -381,7 +378,7 @@ class DynamoBatchStore(BatchStore):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         counter = "completed" if item.succeeded else "failed"
@@ -395,7 +392,7 @@ class DynamoBatchStore(BatchStore):
                 ExpressionAttributeValues=_values(one=1, i=item.input_tokens, o=item.output_tokens),
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
         return True
 
@@ -414,7 +411,7 @@ class DynamoBatchStore(BatchStore):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
             return self._count_chunks(pk)  # a retry: the counter may have missed this one
         reply = self.ddb.update_item(
@@ -482,7 +479,7 @@ class DynamoBatchStore(BatchStore):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         return _batch(_load(dict(reply["Attributes"])))
@@ -522,7 +519,7 @@ class DynamoBatchStore(BatchStore):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         self._deactivate(batch.id)
