@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.settings import Settings
+
 CONTEXT_KEY = "rtai"
 ENV_CONTEXT_KEY = "env"
 DEFAULT_ENV = "dev"
@@ -77,12 +79,17 @@ class NetworkConfig(_Model):
         return self
 
 
+def _app_default(name: str) -> Any:
+    """The runtime's own default for a setting the infra passes on (one source of truth)."""
+    return Settings.model_fields[name].default
+
+
 class StreamConfig(_Model):
-    # --- the app (mirrors core.settings; passed as env vars) ---
-    keepalive_s: float = Field(default=15.0, gt=0)
-    resume_grace_s: float = Field(default=20.0, ge=0)
-    max_streams_per_user: int = Field(default=3, gt=0)
-    stream_limit_policy: Literal["reject", "replace"] = "reject"
+    # --- the app (core.settings' defaults; passed as env vars) ---
+    keepalive_s: float = Field(default=_app_default("keepalive_s"), gt=0)
+    resume_grace_s: float = Field(default=_app_default("resume_grace_s"), ge=0)
+    max_streams_per_user: int = Field(default=_app_default("max_streams_per_user"), gt=0)
+    stream_limit_policy: Literal["reject", "replace"] = _app_default("stream_limit_policy")
     drain_s: int = Field(default=30, ge=0, le=FARGATE_MAX_STOP_TIMEOUT_S - STOP_TIMEOUT_MARGIN_S)
     # --- the path in front of it ---
     alb_idle_timeout_s: int = Field(default=60, ge=1, le=4000)
