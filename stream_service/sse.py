@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any
 
 from litestar import Request
@@ -30,6 +30,70 @@ class AbortStream(Exception):
     that would read a clean end as "complete" (the openai SDK) must see an error."""
 
 
+class Outlet:
+    """Writes a chunk on an SSE response from outside the response's task.
+
+    The stream's producer writes each new token straight to the clients that are waiting
+    for it, instead of waking each client's task to do it: a task switch and a turn of the
+    event loop less per token and client. ``write`` runs the server's ``send`` in place. A
+    send that finishes without waiting (the usual case) is done; one that has to wait (the
+    client reads slowly and the server paused writing) is left ``pending``, and the
+    response's task finishes it (``settle``) before it sends anything else, so chunks keep
+    their order and a slow client still holds back only itself.
+    """
+
+    __slots__ = ("_send", "pending")
+
+    def __init__(self) -> None:
+        self._send: Send | None = None
+        self.pending: Coroutine[Any, Any, None] | None = None
+
+    def write(self, chunk: bytes) -> bool:
+        """Send ``chunk`` now; False if it cannot go out this way (nothing was sent)."""
+        if self._send is None or self.pending is not None:
+            return False
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        sending = self._send(message).__await__()  # type: ignore[arg-type]
+        try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return True
+        except Exception:  # the response's task meets it again on its own send
+            return False
+        self.pending = _finish(sending, waiting)
+        return True
+
+    async def settle(self) -> None:
+        """Finish a send that ``write`` had to leave waiting."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
+
+
+async def _finish(sending: Generator[Any, None, None], waiting: Any) -> None:
+    """Drive a started send to its end from the current task, as a task would: wait until
+    what it yielded (a future, or None for a bare yield) is done, then resume it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                woken = loop.create_future()
+                waiting.add_done_callback(lambda _, w=woken: w.done() or w.set_result(None))
+                await woken
+        except BaseException as exc:  # cancelled (the client left): the send sees it too
+            try:
+                waiting = sending.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return
+
+
 class EventStream:
     """An SSE response as a bare ASGI app (handlers return it annotated ``ASGIApp``).
 
@@ -39,10 +103,16 @@ class EventStream:
     at once (a stream with no readers can then be cancelled upstream after its grace).
     """
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("body", "headers", "outlet")
 
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        headers: dict[str, str] | None = None,
+        outlet: Outlet | None = None,
+    ) -> None:
         self.body = body
+        self.outlet = outlet
         extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         self.headers = _BASE_HEADERS + extra
 
@@ -60,9 +130,13 @@ class EventStream:
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            if self.outlet is not None:
+                self.outlet._send = send
             async for chunk in self.body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sending = False
+            if self.outlet is not None:
+                await self.outlet.settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except AbortStream:
             return  # no final empty body: the server closes an unfinished response
@@ -72,6 +146,8 @@ class EventStream:
             sender.uncancel()  # the client left: a normal end of this response
         finally:
             sending = False
+            if self.outlet is not None:
+                self.outlet._send = None
             watcher.cancel()
             with contextlib.suppress(Exception):
                 await self.body.aclose()  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from stream_service.engine.events import Event, StreamInfo
+from stream_service.sse import Outlet
 
 
 @dataclass(slots=True)
@@ -22,6 +23,25 @@ class Timings:
     first_byte: float | None = None
     last_token: float | None = None
     tokens: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class DirectReader:
+    """A reader that has every event so far and waits (``parked``) while the producer
+    writes it each new delta itself, through its response's :class:`Outlet`."""
+
+    outlet: Outlet
+    info: StreamInfo | None
+    after: int  # the last seq it was sent
+    parked: asyncio.Future[None]
+
+    def deliver(self, event: Event) -> bool:
+        """Write ``event``; False when this reader must take over again (nothing or the
+        last write is still on its way)."""
+        if event.seq != self.after + 1 or not self.outlet.write(event.render(self.info)):
+            return False
+        self.after = event.seq
+        return self.outlet.pending is None
 
 
 @dataclass(eq=False, slots=True)
@@ -52,6 +72,7 @@ class LiveStream:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    direct: list[DirectReader] = field(default_factory=list)
 
     @property
     def last_seq(self) -> int:
@@ -64,13 +85,32 @@ class LiveStream:
         return event
 
     def append_delta(self, text: str) -> int:
-        """Append a ``delta`` event (the per-token path); its seq."""
+        """Append a ``delta`` event (the per-token path): written at once to the direct
+        readers, the others woken. Its seq."""
         seq = self.base + len(self.events)
-        self.events.append(Event.delta(seq, text))
-        self.wake()
+        event = Event.delta(seq, text)
+        self.events.append(event)
+        for reader in self.direct:
+            if not reader.deliver(event):
+                self.release(reader)
+        self._wake_waiters()
         return seq
 
+    def release(self, reader: DirectReader) -> None:
+        """Hand a direct reader back to its own task (it wakes and reads on from memory)."""
+        self.direct = [r for r in self.direct if r is not reader]
+        if not reader.parked.done():
+            reader.parked.set_result(None)
+
     def wake(self) -> None:
+        """Wake every reader (a new non-delta event, the keepalive tick, a drain, the end)."""
+        readers, self.direct = self.direct, []
+        for reader in readers:
+            if not reader.parked.done():
+                reader.parked.set_result(None)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
         if not self._waiters:
             return
         waiters, self._waiters = self._waiters, []

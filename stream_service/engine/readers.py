@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from core.errors import ServiceUnavailable
 from stream_service.engine.base import LOST_MESSAGE, EngineBase, beyond, not_found
 from stream_service.engine.events import PING, TERMINAL, Event, StreamInfo, retry_frame
-from stream_service.engine.live import LiveStream
-from stream_service.sse import AbortStream
+from stream_service.engine.live import DirectReader, LiveStream
+from stream_service.sse import AbortStream, Outlet
 from stream_service.store import StreamMeta
 from stream_service.store.base import StoredEvent, now_ms
 
@@ -18,9 +18,17 @@ from stream_service.store.base import StoredEvent, now_ms
 class Readers(EngineBase):
     # --- readers -------------------------------------------------------------------------
     async def open(
-        self, owner: str, stream_id: str, after: int, openai_format: bool, wait_s: float = 0.0
+        self,
+        owner: str,
+        stream_id: str,
+        after: int,
+        openai_format: bool,
+        wait_s: float = 0.0,
+        outlet: Outlet | None = None,
     ) -> AsyncIterator[bytes]:
-        """Check access and position, then return the event byte stream (404/400 raise first)."""
+        """Check access and position, then return the event byte stream (404/400 raise first).
+        With ``outlet`` (the response's), a reader on the producer's node gets new deltas
+        written by the producer directly once it is caught up."""
         if self.draining:
             raise ServiceUnavailable(
                 "This node is draining; reconnect.", code="draining", headers={"Retry-After": "1"}
@@ -32,7 +40,8 @@ class Readers(EngineBase):
                 raise not_found(stream_id)
             if after > stream.last_seq:
                 raise beyond(after, stream.last_seq)
-            return self._local_reader(stream, after, stream.info if openai_format else None)
+            info = stream.info if openai_format else None
+            return self._local_reader(stream, after, info, outlet)
         meta = await self._owned_meta(owner, stream_id, wait_s)
         info = (
             StreamInfo(meta.completion_id, meta.model, meta.created_ms // 1000, meta.include_usage)
@@ -54,7 +63,7 @@ class Readers(EngineBase):
         yield _lost_event(after + 1).render(info)
 
     async def _local_reader(
-        self, stream: LiveStream, after: int, info: StreamInfo | None
+        self, stream: LiveStream, after: int, info: StreamInfo | None, outlet: Outlet | None
     ) -> AsyncIterator[bytes]:
         metrics = self.metrics
         stream.attach()
@@ -63,6 +72,7 @@ class Readers(EngineBase):
         if replaying:
             (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
         half_keepalive = self.settings.keepalive_s / 2 * 0.9
+        loop = asyncio.get_running_loop()
         try:
             yield self._retry_hint(info)
             while True:
@@ -100,8 +110,25 @@ class Readers(EngineBase):
                 if stream.finished and after >= stream.last_seq:
                     return
                 before = time.monotonic()
-                await stream.wait()
-                if after >= stream.last_seq and time.monotonic() - before >= half_keepalive:
+                if outlet is not None and stream.timings.first_byte is not None:
+                    # Caught up: the producer writes the next deltas to this client itself
+                    # until something else happens (see LiveStream.wake).
+                    direct = DirectReader(outlet, info, after, loop.create_future())
+                    stream.direct.append(direct)
+                    try:
+                        await direct.parked
+                    finally:
+                        stream.release(direct)
+                    await outlet.settle()
+                    idle, after = direct.after == after, direct.after
+                else:
+                    await stream.wait()
+                    idle = True
+                if (
+                    idle
+                    and after >= stream.last_seq
+                    and time.monotonic() - before >= half_keepalive
+                ):
                     yield PING
         finally:
             stream.detach()

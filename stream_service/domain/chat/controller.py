@@ -15,7 +15,7 @@ from core.providers import ModelProvider
 from core.schemas.chat import parse_chat_request
 from core.settings import Settings
 from stream_service.engine.engine import StreamEngine
-from stream_service.sse import EventStream
+from stream_service.sse import EventStream, Outlet
 
 _json = msgspec.json.Encoder()
 
@@ -37,9 +37,12 @@ class StreamChatController(Controller):
                 body=_json.encode(result.body(chat.model)), media_type=MediaType.JSON
             )
         stream = await engine.create(principal.sub, chat, accepted)
+        outlet = Outlet()
         try:
-            events = await engine.open(principal.sub, stream.id, 0, openai_format=True)
+            events = await engine.open(
+                principal.sub, stream.id, 0, openai_format=True, outlet=outlet
+            )
         except BaseException:
             await engine.cancel_any(stream.id, "client")  # nobody will ever read it
             raise
-        return EventStream(events, {"X-Stream-Id": stream.id})
+        return EventStream(events, {"X-Stream-Id": stream.id}, outlet)

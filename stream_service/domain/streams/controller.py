@@ -15,7 +15,7 @@ from core.schemas.chat import parse_chat_request
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine.engine import StreamEngine
-from stream_service.sse import EventStream, last_event_id
+from stream_service.sse import EventStream, Outlet, last_event_id
 
 
 async def stream_principal(request: Request[Any, Any, Any], stream_id: str) -> Principal:
@@ -64,10 +64,16 @@ class StreamsController(Controller):
         # A URL token proves the stream was created: wait a moment for its record if this
         # node is not the producer's and the record is still on its way to the store.
         wait_s = 2.0 if request.query_params.get("token") else 0.5
+        outlet = Outlet()
         body = await engine.open(
-            principal.sub, stream_id, after, openai_format=fmt == "openai", wait_s=wait_s
+            principal.sub,
+            stream_id,
+            after,
+            openai_format=fmt == "openai",
+            wait_s=wait_s,
+            outlet=outlet,
         )
-        return EventStream(body, {"X-Stream-Id": stream_id})
+        return EventStream(body, {"X-Stream-Id": stream_id}, outlet)
 
     @get("/{stream_id:str}")
     async def status(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -13,6 +14,7 @@ from core.schemas.chat import ChatCompletionRequest, ChatMessage
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine.engine import StreamEngine
+from stream_service.sse import EventStream, Outlet
 from stream_service.store.memory import MemoryStore
 
 
@@ -140,6 +142,100 @@ async def test_cancel_ends_with_done_cancelled_and_releases_everything(reason: s
         assert frames[-1][1] == "done"
         assert engine.metrics.active_streams._value.get() == 0  # type: ignore[attr-defined]
         assert await engine.store.list_slots("u") == []
+        assert engine.metrics.connections._value.get() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.stop()
+
+
+class _Client:
+    """The client side of one SSE response, as its ASGI server sees it. Like uvicorn, its
+    ``send`` waits (before writing) while the client reads nothing (``reading`` clear)."""
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict[str, str]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, object]) -> None:
+        await self.reading.wait()
+        if message["type"] == "http.response.body":
+            self.body += message["body"]  # type: ignore[operator]
+
+
+async def _serve(engine: StreamEngine, stream_id: str, client: _Client) -> asyncio.Task[None]:
+    """Serve the stream's events as the controller does, with the producer writing new
+    deltas straight to the caught-up client (its Outlet)."""
+    outlet = Outlet()
+    body = await engine.open("u", stream_id, 0, openai_format=False, outlet=outlet)
+    app = EventStream(body, None, outlet)
+    scope = {"type": "http"}
+    return asyncio.ensure_future(app(scope, client.receive, client.send))  # type: ignore[arg-type]
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_client_that_stops_reading_gets_every_event_once_it_reads_again() -> None:
+    engine = await _engine(delay_s=0.002, memory_window=16)
+    try:
+        request = _request("/tokens 300")
+        stream = await engine.create("u", request, time.perf_counter())
+        client = _Client()
+        served = await _serve(engine, stream.id, client)
+        await _until(lambda: len(_frames(bytes(client.body))) >= 20)
+        assert stream.direct  # caught up: the producer writes its deltas itself
+        client.reading.clear()  # the client stops reading mid-stream
+        assert stream.task is not None
+        await stream.task  # the producer ran on to the end without waiting for it
+        assert len(stream.events) <= 16  # and the server kept only its window in memory
+        client.reading.set()
+        await asyncio.wait_for(served, 5)
+        frames = _frames(bytes(client.body))
+        assert [seq for seq, _ in frames] == list(range(1, 303))  # no gap, no duplicate
+        assert frames[-1] == (302, "done")
+        text = "".join(
+            json.loads(line[6:])["text"]
+            for line in client.body.decode().split("\n")
+            if line.startswith('data: {"text"')
+        )
+        assert text == "".join(script_reply(request)[0])
+    finally:
+        await engine.stop()
+
+
+async def test_keepalive_comments_between_slow_tokens_of_a_caught_up_client() -> None:
+    engine = await _engine(delay_s=0.4)  # keepalive every 0.1 s
+    try:
+        stream = await engine.create("u", _request("/tokens 3"), time.perf_counter())
+        client = _Client()
+        served = await _serve(engine, stream.id, client)
+        await asyncio.wait_for(served, 5)
+        after_first_delta = bytes(client.body).split(b"event: delta", 1)[1]
+        between = after_first_delta.split(b"event: delta")[:-1]
+        assert len(between) == 2 and all(gap.count(b": ping") >= 2 for gap in between)
+    finally:
+        await engine.stop()
+
+
+async def test_a_client_that_leaves_mid_stream_releases_its_reader() -> None:
+    engine = await _engine(delay_s=0.01)
+    try:
+        stream = await engine.create("u", _request("/tokens 500"), time.perf_counter())
+        client = _Client()
+        served = await _serve(engine, stream.id, client)
+        await _until(lambda: bool(stream.direct))
+        client.gone.set()
+        await asyncio.wait_for(served, 5)
+        assert stream.direct == [] and stream.readers == 0
         assert engine.metrics.connections._value.get() == 0  # type: ignore[attr-defined]
     finally:
         await engine.stop()
