@@ -1,4 +1,9 @@
-"""An in-process store with the same semantics, for unit tests and benchmarks."""
+"""An in-process store with the same semantics, for unit tests and benchmarks.
+
+Like DynamoDB's TTL, a stream's records go once ``ttl_s`` has passed since its last write
+(swept at most once a minute, when a stream is created), so a long-running single node
+does not grow without bound.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class _Stream:
     meta: StreamMeta
     firsts: list[int] = field(default_factory=list)
     batches: dict[int, tuple[tuple[StoredEvent, ...], int]] = field(default_factory=dict)
+    expires_at: int = 0
 
 
 class MemoryStore(StreamStore):
@@ -33,17 +39,30 @@ class MemoryStore(StreamStore):
         self._slots: dict[str, dict[int, Slot]] = {}
         self._early_cancels: set[str] = set()
         self.latency_s = latency_s
+        self._next_sweep = 0.0
 
     async def _io(self) -> None:
         await asyncio.sleep(self.latency_s)
 
-    def _write(self, op: str) -> None:
+    def _write(self, op: str, stream: _Stream | None = None) -> None:
         self._wrote(op, self.latency_s)
+        if stream is not None:
+            stream.expires_at = self.expires_at()
+
+    def _sweep(self) -> None:
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(60, self.ttl_s)
+        expired = [sid for sid, s in self._streams.items() if s.expires_at <= now]
+        for sid in expired:
+            del self._streams[sid]
 
     async def create(self, meta: StreamMeta) -> None:
         await self._io()
-        self._write("create")
+        self._sweep()
         stream = self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
+        self._write("create", stream)
         if meta.id in self._early_cancels:
             self._early_cancels.discard(meta.id)
             stream.meta.cancel = True
@@ -55,8 +74,8 @@ class MemoryStore(StreamStore):
 
     async def append(self, stream_id: str, events: list[StoredEvent]) -> bool:
         await self._io()
-        self._write("append")
         stream = self._streams[stream_id]
+        self._write("append", stream)
         first = events[0][0]
         if first in stream.batches:
             return False
