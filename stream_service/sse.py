@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 from litestar import Request
@@ -40,13 +40,18 @@ class Outlet:
     client reads slowly and the server paused writing) is left ``pending``, and the
     response's task finishes it (``settle``) before it sends anything else, so chunks keep
     their order and a slow client still holds back only itself.
+
+    This relies on what the send path does, which this service controls: uvicorn's send
+    either writes at once or first waits for the transport to drain and then writes, and
+    Litestar's wrapper only passes it on. A send hook that waits after writing, or that
+    binds to the current task (a timeout, a cancel scope), would break it.
     """
 
     __slots__ = ("_send", "pending")
 
     def __init__(self) -> None:
         self._send: Send | None = None
-        self.pending: Coroutine[Any, Any, None] | None = None
+        self.pending: _StartedSend | None = None
 
     def write(self, chunk: bytes) -> bool:
         """Send ``chunk`` now; False if it cannot go out this way (nothing was sent)."""
@@ -58,40 +63,56 @@ class Outlet:
             waiting = sending.send(None)
         except StopIteration:
             return True
-        except Exception:  # the response's task meets it again on its own send
+        except Exception:  # raised before writing: the response's task meets it on its own send
             return False
-        self.pending = _finish(sending, waiting)
+        self.pending = _StartedSend(sending, waiting)
         return True
 
     async def settle(self) -> None:
         """Finish a send that ``write`` had to leave waiting."""
         if self.pending is not None:
-            pending, self.pending = self.pending, None
-            await pending
-
-
-async def _finish(sending: Generator[Any, None, None], waiting: Any) -> None:
-    """Drive a started send to its end from the current task, as a task would: wait until
-    what it yielded (a future, or None for a bare yield) is done, then resume it."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            if waiting is None:
-                await asyncio.sleep(0)
-            else:
-                woken = loop.create_future()
-                waiting.add_done_callback(lambda _, w=woken: w.done() or w.set_result(None))
-                await woken
-        except BaseException as exc:  # cancelled (the client left): the send sees it too
             try:
-                waiting = sending.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting = sending.send(None)
-        except StopIteration:
-            return
+                await self.pending
+            finally:
+                self.pending = None
+
+    def close(self) -> None:
+        """The response is over: no more writes; a send still waiting is dropped."""
+        self._send = None
+        if self.pending is not None:
+            self.pending.close()
+            self.pending = None
+
+
+class _StartedSend:
+    """A send that ``Outlet.write`` started in one task and another task finishes: awaiting
+    it passes what the send waits on straight to the awaiting task, and that task's wake-ups
+    and cancellation back to the send, as if the task had run it from the start."""
+
+    __slots__ = ("_sending", "_waiting")
+
+    def __init__(self, sending: Generator[Any, Any, None], waiting: Any) -> None:
+        self._sending = sending
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        sending, waiting = self._sending, self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # cancelled (the client left): the send sees it
+                try:
+                    waiting = sending.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = sending.send(sent)
+                except StopIteration:
+                    return
+
+    def close(self) -> None:
+        self._sending.close()
 
 
 class EventStream:
@@ -147,7 +168,7 @@ class EventStream:
         finally:
             sending = False
             if self.outlet is not None:
-                self.outlet._send = None
+                self.outlet.close()
             watcher.cancel()
             with contextlib.suppress(Exception):
                 await self.body.aclose()  # type: ignore[attr-defined]

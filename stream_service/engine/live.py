@@ -90,8 +90,9 @@ class LiveStream:
         seq = self.base + len(self.events)
         event = Event.delta(seq, text)
         self.events.append(event)
-        for reader in self.direct:
-            if not reader.deliver(event):
+        if self.direct:
+            handed_back = [reader for reader in self.direct if not reader.deliver(event)]
+            for reader in handed_back:
                 self.release(reader)
         self._wake_waiters()
         return seq

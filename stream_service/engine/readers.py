@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from core.errors import ServiceUnavailable
-from stream_service.engine.base import LOST_MESSAGE, EngineBase, beyond, not_found
+from stream_service.engine.base import LOST_MESSAGE, EngineBase, beyond, log, not_found
 from stream_service.engine.events import PING, TERMINAL, Event, StreamInfo, retry_frame
 from stream_service.engine.live import DirectReader, LiveStream
 from stream_service.sse import AbortStream, Outlet
@@ -73,6 +73,8 @@ class Readers(EngineBase):
             (metrics.resume_memory if after + 1 >= stream.base else metrics.resume_store).inc()
         half_keepalive = self.settings.keepalive_s / 2 * 0.9
         loop = asyncio.get_running_loop()
+        timings = stream.timings
+        last_sent = time.perf_counter()
         try:
             yield self._retry_hint(info)
             while True:
@@ -84,11 +86,19 @@ class Readers(EngineBase):
                 if after + 1 < stream.base:  # behind the memory window: catch up from the store
                     stored = await self.store.read(stream.id, after)
                     events = [Event.from_stored(e) for e in stored.events if e[0] < stream.base]
-                    if events:
-                        metrics.replayed_store.inc(len(events))
-                        yield b"".join(e.render(info) for e in events)
-                        after = events[-1].seq
-                        continue
+                    if not events or events[0].seq != after + 1:
+                        # Events leave memory only once stored, so this cannot happen with a
+                        # consistent store; never skip them: the client reconnects instead.
+                        log.warning("stream %s: events after %d not in the store", stream.id, after)
+                        yield self._retry_hint(info)
+                        if info is not None:
+                            raise AbortStream
+                        return
+                    metrics.replayed_store.inc(len(events))
+                    yield b"".join(e.render(info) for e in events)
+                    last_sent = time.perf_counter()
+                    after = events[-1].seq
+                    continue
                 batch = stream.since(after)
                 if batch and replaying:
                     metrics.replayed_memory.inc(len(batch))
@@ -98,19 +108,17 @@ class Readers(EngineBase):
                         yield batch[0].render(info)
                     else:
                         yield b"".join(e.render(info) for e in batch)
-                    if stream.timings.first_byte is None and stream.timings.first_token is not None:
-                        stream.timings.first_byte = time.perf_counter()
-                        metrics.stage_first_byte.observe(
-                            stream.timings.first_byte - stream.timings.accepted
-                        )
+                    last_sent = time.perf_counter()
+                    if timings.first_byte is None and timings.first_token is not None:
+                        timings.first_byte = last_sent
+                        metrics.stage_first_byte.observe(last_sent - timings.accepted)
                     after = batch[-1].seq
                     if batch[-1].terminal:
                         return
                     continue
                 if stream.finished and after >= stream.last_seq:
                     return
-                before = time.monotonic()
-                if outlet is not None and stream.timings.first_byte is not None:
+                if outlet is not None and timings.first_byte is not None and not self.draining:
                     # Caught up: the producer writes the next deltas to this client itself
                     # until something else happens (see LiveStream.wake).
                     direct = DirectReader(outlet, info, after, loop.create_future())
@@ -120,16 +128,14 @@ class Readers(EngineBase):
                     finally:
                         stream.release(direct)
                     await outlet.settle()
-                    idle, after = direct.after == after, direct.after
+                    if direct.after != after:  # it was written to: when the last token came
+                        after = direct.after
+                        last_sent = max(last_sent, timings.last_token or 0.0)
                 else:
                     await stream.wait()
-                    idle = True
-                if (
-                    idle
-                    and after >= stream.last_seq
-                    and time.monotonic() - before >= half_keepalive
-                ):
+                if after >= stream.last_seq and time.perf_counter() - last_sent >= half_keepalive:
                     yield PING
+                    last_sent = time.perf_counter()
         finally:
             stream.detach()
             metrics.connections.dec()
