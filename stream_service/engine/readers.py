@@ -79,9 +79,8 @@ class Readers(EngineBase):
             yield self._retry_hint(info)
             while True:
                 if self.draining:
-                    yield self._retry_hint(info)
-                    if info is not None:
-                        raise AbortStream  # chunk clients must see a broken stream, not an end
+                    async for chunk in self._reconnect(info):
+                        yield chunk
                     return
                 if after + 1 < stream.base:  # behind the memory window: catch up from the store
                     stored = await self.store.read(stream.id, after)
@@ -90,9 +89,8 @@ class Readers(EngineBase):
                         # Events leave memory only once stored, so this cannot happen with a
                         # consistent store; never skip them: the client reconnects instead.
                         log.warning("stream %s: events after %d not in the store", stream.id, after)
-                        yield self._retry_hint(info)
-                        if info is not None:
-                            raise AbortStream
+                        async for chunk in self._reconnect(info):
+                            yield chunk
                         return
                     metrics.replayed_store.inc(len(events))
                     yield b"".join(e.render(info) for e in events)
@@ -160,9 +158,8 @@ class Readers(EngineBase):
             yield self._retry_hint(info)
             while True:
                 if self.draining:
-                    yield self._retry_hint(info)
-                    if info is not None:
-                        raise AbortStream
+                    async for chunk in self._reconnect(info):
+                        yield chunk
                     return
                 stored = await self.store.read(stream_id, after)
                 events: list[Event] = []
@@ -216,6 +213,14 @@ class Readers(EngineBase):
             return None
         events = (await self.store.read(stream_id, last - 1)).events
         return events[-1] if events else None
+
+    async def _reconnect(self, info: StreamInfo | None) -> AsyncIterator[bytes]:
+        """Tell the client to reconnect: a ``retry:`` hint, then the end of the response; chunk
+        clients get a broken stream instead, since the openai SDK reads a clean end as a
+        complete reply."""
+        yield self._retry_hint(info)
+        if info is not None:
+            raise AbortStream
 
     def _retry_hint(self, info: StreamInfo | None) -> bytes:
         # The openai SDK's SSE parser turns a bare ``retry:`` frame into an empty event
