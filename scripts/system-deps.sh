@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use (real Chromium, nginx; Node.js for the CDK's jsii), if missing.
+# Installs the Debian packages the tests use (real Chromium, nginx, redis-server for the room bus;
+# Node.js for the CDK's jsii), if missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v node >/dev/null || need+=(nodejs npm)
+command -v redis-server >/dev/null || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""
