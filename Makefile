@@ -48,7 +48,7 @@ bench: $(STAMP)
 	$(PY) -m bench.stream_bench $(BENCH_ARGS)
 
 lock: $(STAMP)
-	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --python-version 3.11 -o requirements.lock
+	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --extra voice --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) cdk.out .mypy_cache .ruff_cache .pytest_cache test-artifacts
