@@ -6,6 +6,8 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v node >/dev/null || need+=(nodejs npm)
+# espeak-ng: the local voice stand-in's speech (GPL-3.0, called as a program) and test speech.
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
