@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from functools import lru_cache
 from typing import Literal
 
@@ -9,6 +11,14 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_DEFAULT = "rtai-dev-secret-change-me-0123456789abcdef"
+# HS256 keys shorter than the hash are weak (RFC 7518 3.2): URL-token keys must be longer.
+MIN_URL_TOKEN_KEY_BYTES = 32
+
+log = logging.getLogger("rtai.settings")
+
+
+class InsecureConfiguration(ValueError):
+    """A configuration that would accept forged tokens: the process must not start."""
 
 
 class Settings(BaseSettings):
@@ -53,6 +63,9 @@ class Settings(BaseSettings):
     # --- auth -----------------------------------------------------------------------
     auth_mode: Literal["jwt", "dev"] = "dev"
     auth_dev_secret: SecretStr = SecretStr(DEV_SECRET_DEFAULT)
+    # Dev auth accepts tokens anyone can mint with the published secret: a process in dev
+    # mode refuses to serve anything but loopback unless this says so (loudly).
+    auth_dev_allow_public: bool = False
     dev_token_ttl_s: int = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
@@ -61,7 +74,7 @@ class Settings(BaseSettings):
     # Signs the short-lived URL tokens for EventSource/WebSocket (browsers can't set headers).
     url_token_secret: SecretStr | None = None
     url_token_secret_arn: str | None = None
-    url_token_ttl_s: int = Field(default=3600, gt=0, le=24 * 3600)
+    url_token_ttl_s: int = Field(default=900, gt=0, le=24 * 3600)
 
     # --- request limits (documented in docs/limits.md) ------------------------------
     max_request_bytes: int = Field(default=1_048_576, gt=0)
@@ -94,8 +107,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.auth_mode == "jwt" and not self.jwt_jwks_url:
-            raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL (and usually JWT_ISSUER)")
+        if self.auth_mode == "jwt":
+            missing = [
+                name
+                for name, value in (
+                    ("JWT_JWKS_URL", self.jwt_jwks_url),
+                    ("JWT_ISSUER", self.jwt_issuer),
+                    ("JWT_AUDIENCE", self.jwt_audience),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"AUTH_MODE=jwt needs {', '.join(missing)}: without the issuer and the"
+                    " audience, tokens minted for another app on the same JWKS would verify"
+                )
+        if self.url_token_secret is not None:
+            _check_url_token_key(self.url_token_secret)
         if (
             self.provider == "openai"
             and self.openai_api_key is None
@@ -115,8 +143,20 @@ class Settings(BaseSettings):
 
     @property
     def url_token_key(self) -> str:
-        secret = self.url_token_secret or self.auth_dev_secret
-        return secret.get_secret_value()
+        """The URL-token key: its own secret; only dev auth falls back to the dev secret.
+
+        Read at start-up by every process that signs or verifies URL tokens (the stream
+        service), so a missing key in ``jwt`` mode stops it there, never per request.
+        """
+        if self.url_token_secret is not None:
+            return self.url_token_secret.get_secret_value()
+        if self.auth_mode == "dev":
+            return self.auth_dev_secret.get_secret_value()
+        raise InsecureConfiguration(
+            "AUTH_MODE=jwt needs URL_TOKEN_SECRET (or URL_TOKEN_SECRET_ARN): a key of its own,"
+            f" at least {MIN_URL_TOKEN_KEY_BYTES} bytes; the dev secret is never used for URL"
+            " tokens in jwt mode"
+        )
 
     @property
     def is_local_aws(self) -> bool:
@@ -129,8 +169,56 @@ def resolve_secrets(settings: Settings) -> Settings:
     if settings.openai_api_key is None and settings.openai_api_key_secret_arn:
         updates["openai_api_key"] = SecretStr(_read_secret(settings.openai_api_key_secret_arn))
     if settings.url_token_secret is None and settings.url_token_secret_arn:
-        updates["url_token_secret"] = SecretStr(_read_secret(settings.url_token_secret_arn))
+        key = SecretStr(_read_secret(settings.url_token_secret_arn))
+        _check_url_token_key(key)
+        updates["url_token_secret"] = key
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _check_url_token_key(key: SecretStr) -> None:
+    if len(key.get_secret_value().encode()) < MIN_URL_TOKEN_KEY_BYTES:
+        raise InsecureConfiguration(
+            f"URL_TOKEN_SECRET must be at least {MIN_URL_TOKEN_KEY_BYTES} bytes"
+            " (HS256 key; a short one can be brute-forced offline from any URL token)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (``127.0.0.0/8``, ``::1``, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_safe_exposure(settings: Settings, bind_host: str | None) -> None:
+    """Fail closed at start-up: dev auth only on loopback unless explicitly allowed.
+
+    ``bind_host`` is the address the process listens on; ``None`` for a process that is
+    reachable from wherever it is deployed (a Lambda function behind API Gateway).
+    Raises :class:`InsecureConfiguration` with what to change.
+    """
+    if settings.auth_mode != "dev":
+        return
+    if bind_host is not None and is_loopback(bind_host):
+        return
+    where = f"listens on {bind_host}" if bind_host is not None else "is reachable from outside"
+    if not settings.auth_dev_allow_public:
+        raise InsecureConfiguration(
+            f"AUTH_MODE=dev and this process {where}: anyone could mint tokens with the dev"
+            " secret and act as any user. Use AUTH_MODE=jwt (JWT_JWKS_URL, JWT_ISSUER,"
+            " JWT_AUDIENCE, URL_TOKEN_SECRET), listen on 127.0.0.1, or set"
+            " AUTH_DEV_ALLOW_PUBLIC=1 if you really mean it."
+        )
+    default_secret = settings.auth_dev_secret.get_secret_value() == DEV_SECRET_DEFAULT
+    log.warning(
+        "AUTH_DEV_ALLOW_PUBLIC=1: dev auth (self-minted HS256 tokens%s) and this process %s."
+        " Anyone who can mint a token can act as any user.",
+        ", with the PUBLISHED default secret" if default_secret else "",
+        where,
+    )
 
 
 def _read_secret(arn: str) -> str:

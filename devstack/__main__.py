@@ -10,7 +10,7 @@ import uvicorn
 from core.auth.factory import dev_tokens
 from core.aws import clients
 from core.aws.tables import ensure_tables
-from core.settings import get_settings
+from core.settings import Settings, get_settings, require_safe_exposure
 from devstack.app import create_dev_app
 from devstack.batch_worker import LocalBatchWorker, ensure_local_batch_resources
 from devstack.local_aws import LocalAws
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
         "--aws-port", type=int, default=None, help="moto server port (default: free)"
     )
     args = parser.parse_args(argv)
+    # Fail closed before anything starts: dev auth only on loopback unless allowed.
+    require_safe_exposure(Settings(), args.host)
 
     aws = None
     if not os.environ.get("DYNAMODB_ENDPOINT_URL"):

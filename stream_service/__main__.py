@@ -11,13 +11,16 @@ import argparse
 import asyncio
 import gc
 import logging
+import math
 import signal
 import socket
 import sys
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
+from core.settings import InsecureConfiguration, get_settings, require_safe_exposure
 from stream_service.app import create_app
 from stream_service.config import get_stream_settings
 from stream_service.engine.engine import StreamEngine
@@ -79,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     configure_logging()
-    app = create_app()
+    try:  # fail closed: no start with a configuration that accepts forged tokens
+        require_safe_exposure(get_settings(), args.host)
+        app = create_app()
+    except (InsecureConfiguration, ValidationError) as exc:
+        sys.exit(f"stream_service: refusing to start: {exc}")
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -89,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(get_stream_settings().drain_s / 3)),
-        timeout_keep_alive=75,  # above the ALB's idle timeout's keep-alive expectations
+        # Above the ALB's idle timeout, so the ALB (not this side) closes idle connections
+        # and never reuses one this side is closing (sporadic 502s). Checked at synth.
+        timeout_keep_alive=math.ceil(get_stream_settings().http_keepalive_s),
     )
     tune_gc()
     DrainingServer(config, app.state.engine).run()

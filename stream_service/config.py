@@ -53,6 +53,9 @@ class StreamSettings(BaseSettings):
     drain_s: float = Field(default=30.0, gt=0)
     # SSE `retry:` hint, in ms, sent at connect and when a draining node asks clients to reconnect.
     retry_ms: int = Field(default=1000, ge=0)
+    # uvicorn's HTTP keep-alive: above the load balancer's idle timeout (the ALB's 120 s by
+    # default; infra passes its own value + margin), so the ALB closes idle connections first.
+    http_keepalive_s: float = Field(default=130.0, gt=0)
     # Largest accepted Last-Event-ID / seq (guards int parsing, not a stream length limit).
     max_seq: int = Field(default=10_000_000, gt=0)
 

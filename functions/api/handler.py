@@ -8,9 +8,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
+from core.settings import get_settings, require_safe_exposure
 from functions.api.app import create_app
 
 logger = Logger(service="rtai-api")
+# Fail closed: a function URL or API route is public, so dev auth needs AUTH_DEV_ALLOW_PUBLIC.
+require_safe_exposure(get_settings(), None)
 app = create_app()
 _asgi = Mangum(cast(Any, app), lifespan="off")
 

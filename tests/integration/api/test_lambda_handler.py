@@ -50,6 +50,7 @@ def invocations() -> dict[str, Any]:
     env = {
         **os.environ,
         "AUTH_MODE": "dev",
+        "AUTH_DEV_ALLOW_PUBLIC": "1",  # a Lambda is reachable from outside: dev needs consent
         "LOCAL_TTFT_MS": "0",
         "LOCAL_TOKEN_DELAY_MS": "0",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
