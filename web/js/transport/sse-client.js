@@ -1,7 +1,7 @@
 // Resumable SSE streams from the stream service (SPEC section 5). No DOM: lift this file
-// into any browser app.
+// (with http.js) into any browser app.
 //
-//   import { StreamClient } from "./stream-client.js";
+//   import { StreamClient } from "./transport/sse-client.js";
 //   const client = new StreamClient({ getToken });          // getToken: async () => "<JWT>"
 //   const stream = await client.create({ model, messages }); // {id, events_url}
 //   const sub = client.consume(stream, {
@@ -20,27 +20,13 @@
 // the browser is back online) and HTTP failures (reopened with backoff). Events with an id
 // already seen are dropped; a gap makes the subscription reopen from the last id it has.
 
+import { ApiClient, ApiError, backoffDelay, isOnline, joinUrl } from "./http.js";
+
+export { ApiError as StreamHttpError };
+
 const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 8000 };
 // The handler each event kind goes to (besides onEvent, which gets every event).
 const HANDLERS = { status: "onStatus", delta: "onDelta", done: "onDone", error: "onError" };
-
-export class StreamHttpError extends Error {
-  constructor(status, body, headers) {
-    const err = body && typeof body === "object" ? body.error : null;
-    super((err && err.message) || `HTTP ${status}`);
-    this.name = "StreamHttpError";
-    this.status = status;
-    this.code = (err && err.code) || null;
-    this.body = body;
-    const retryAfter = headers ? Number.parseFloat(headers.get("Retry-After") || "") : NaN;
-    this.retryAfterS = Number.isFinite(retryAfter) ? retryAfter : null;
-  }
-}
-
-function joinUrl(base, path) {
-  if (/^https?:\/\//i.test(path)) return path;
-  return `${base.replace(/\/+$/, "")}${path}`;
-}
 
 function withLastEventId(url, lastEventId) {
   const u = new URL(url, globalThis.location ? globalThis.location.href : undefined);
@@ -49,48 +35,23 @@ function withLastEventId(url, lastEventId) {
   return u.toString();
 }
 
-function isOnline() {
-  return !(globalThis.navigator && globalThis.navigator.onLine === false);
-}
-
 export class StreamClient {
   /**
    * @param {object} options
+   * @param {ApiClient} [options.api] the authenticated HTTP client (or baseUrl + getToken)
    * @param {string} [options.baseUrl] origin of the API ("" = same origin)
-   * @param {(opts?: {refresh?: boolean}) => Promise<string>} options.getToken bearer token source
-   * @param {typeof fetch} [options.fetch]
+   * @param {(opts?: {refresh?: boolean}) => Promise<string>} [options.getToken] bearer token source
    * @param {{initialMs: number, maxMs: number}} [options.backoff]
    */
-  constructor({ baseUrl = "", getToken, fetch: fetchImpl, backoff } = {}) {
-    if (typeof getToken !== "function") throw new TypeError("StreamClient needs getToken()");
-    this.baseUrl = baseUrl;
-    this.getToken = getToken;
-    this.fetch = fetchImpl || globalThis.fetch.bind(globalThis);
+  constructor({ api, baseUrl = "", getToken, fetch: fetchImpl, backoff } = {}) {
+    this.api = api || new ApiClient({ baseUrl, getToken, fetch: fetchImpl });
+    this.baseUrl = this.api.baseUrl;
     this.backoff = { ...DEFAULT_BACKOFF, ...(backoff || {}) };
   }
 
-  /** fetch with the bearer token; one token refresh on 401. Throws StreamHttpError. */
-  async request(method, path, body) {
-    for (let attempt = 0; ; attempt++) {
-      const token = await this.getToken({ refresh: attempt > 0 });
-      const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
-      if (body !== undefined) headers["Content-Type"] = "application/json";
-      const res = await this.fetch(joinUrl(this.baseUrl, path), {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      if (res.status === 401 && attempt === 0) continue;
-      const text = await res.text();
-      let data = null;
-      try {
-        data = text ? JSON.parse(text) : null;
-      } catch {
-        data = { error: { message: text.slice(0, 200) } };
-      }
-      if (!res.ok) throw new StreamHttpError(res.status, data, res.headers);
-      return data;
-    }
+  /** The authenticated fetch (one token refresh on 401); throws StreamHttpError. */
+  request(method, path, body) {
+    return this.api.request(method, path, body);
   }
 
   /** Start generating: an OpenAI chat request -> {id, events_url}. */
@@ -268,9 +229,7 @@ export class StreamSubscription {
   }
 
   _scheduleRetry() {
-    const { initialMs, maxMs } = this.client.backoff;
-    const base = Math.min(maxMs, initialMs * 2 ** this._attempt);
-    const delay = base / 2 + Math.random() * (base / 2);
+    const delay = backoffDelay(this._attempt, this.client.backoff);
     this._attempt += 1;
     clearTimeout(this._timer);
     this._timer = setTimeout(() => this._checkThenOpen(), delay);
@@ -290,7 +249,7 @@ export class StreamSubscription {
       }
     } catch (err) {
       if (this.closed) return;
-      if (err instanceof StreamHttpError && (err.status === 404 || err.status === 403)) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
         this._call("onError", {
           code: "stream_not_found",
           message: "This reply is no longer available.",
