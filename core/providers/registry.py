@@ -62,4 +62,5 @@ def build_provider(
         _split(settings.models) or _split(settings.local_models),
         ttft_s=settings.local_ttft_ms / 1000,
         token_delay_s=settings.local_token_delay_ms / 1000,
+        max_reply_tokens=settings.max_output_tokens,
     )

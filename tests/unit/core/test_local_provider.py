@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
 
 from core.errors import UpstreamError
 from core.providers.base import Finish, TokenDelta
-from core.providers.local import LocalProvider, count_tokens, script_reply
+from core.providers.local import (
+    LocalProvider,
+    count_tokens,
+    count_tokens_yielding,
+    iter_tokens,
+    script_reply,
+)
 from core.schemas.chat import ChatCompletionRequest, ChatMessage
 
 
@@ -88,3 +95,40 @@ async def test_fail_directive_raises_retryable_error() -> None:
         async for _ in provider.stream(_request("/fail")):
             pass
     assert info.value.retryable
+
+
+_OLD_TOKEN_RE = re.compile(r"\s*\S+")  # the tokenizer this one replaced (quadratic)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "one", " one  two\tthree\n", "a" * 50 + " " * 50 + "b", "\n\nx y  ", "é ü 漢字  z"],
+)
+def test_linear_tokenizer_matches_the_old_one(text: str) -> None:
+    assert list(iter_tokens(text)) == _OLD_TOKEN_RE.findall(text)
+    assert count_tokens(text) == len(_OLD_TOKEN_RE.findall(text))
+
+
+async def test_counting_in_slices_counts_words_cut_by_a_slice_once() -> None:
+    text = ("word " * 20_000) + ("x" * 70_000) + ("  spaced  out " * 5_000)
+    assert await count_tokens_yielding(text) == count_tokens(text)
+    assert await count_tokens_yielding("ab" * 40_000) == 1
+
+
+def test_tokens_directive_is_bounded_before_anything_is_built() -> None:
+    tokens, reason = script_reply(_request("/tokens " + "9" * 5000), max_reply_tokens=100)
+    assert (len(tokens), reason) == (100, "length")
+    tokens, reason = script_reply(_request("/tokens 99999999999", max_tokens=7))
+    assert (len(tokens), reason) == (7, "length")
+    tokens, reason = script_reply(_request("/tokens 0003"))
+    assert (len(tokens), reason) == (3, "stop")
+
+
+def test_echo_is_bounded_by_the_output_limit() -> None:
+    tokens, reason = script_reply(_request("/echo " + "a " * 10_000), max_reply_tokens=50)
+    assert (len(tokens), reason) == (50, "length")
+
+
+def test_whitespace_only_prompts_get_the_default_reply() -> None:
+    tokens, reason = script_reply(_request(" " * 200_000))
+    assert len(tokens) == 48 and reason == "stop"
