@@ -1,0 +1,152 @@
+"""The room store: room records (creator, members), each room's conversation and its
+running assistant replies. Same table as streams (``R#<room id>`` partitions).
+
+Semantics every backend keeps:
+- A room lives ``ttl_s`` after its last message (created: ``ttl_s`` after creation); then
+  it is gone for everyone (DynamoDB TTL), as if it never existed.
+- Only a member adds members; to anyone else the room does not exist (:class:`RoomNotFound`).
+  At most ``max_members`` members (:class:`RoomFull`).
+- The conversation is bounded: at most ``max_messages`` messages and ``max_bytes`` bytes of
+  content; beyond either bound the OLDEST messages are dropped (the window a model sees
+  moves on). A single message over ``max_message_bytes`` is refused (:class:`MessageTooLarge`).
+- Message ids are unique within a room and sort in append order (``m<seq, 10 digits>``).
+- A running reply is listed until it is removed or ``reply_ttl_s`` passes (a lost
+  producer's entry lapses by itself).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def message_id(seq: int) -> str:
+    return f"m{seq:010d}"
+
+
+def content_bytes(content: str) -> int:
+    return len(content.encode("utf-8"))
+
+
+class RoomNotFound(Exception):
+    """No such room, or the caller is not a member of it (the two are not told apart)."""
+
+
+class RoomFull(Exception):
+    """The room has ``max_members`` members already."""
+
+
+class MessageTooLarge(Exception):
+    """One message's content is over ``max_message_bytes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    max_members: int = 50
+    max_messages: int = 200
+    max_bytes: int = 512 * 1024
+    max_message_bytes: int = 32 * 1024
+    ttl_s: int = 7 * 24 * 3600
+    reply_ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    created_by: str
+    members: frozenset[str]
+    created_ms: int
+
+    def has_member(self, user: str) -> bool:
+        return user in self.members
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessage:
+    id: str
+    seq: int
+    user: str
+    role: Role
+    content: str
+    at_ms: int
+
+    def public(self) -> dict[str, str]:
+        """The message as SPEC section 6 lists it in ``joined``."""
+        return {"id": self.id, "user": self.user, "role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class RunningReply:
+    stream_id: str
+    user: str
+    started_ms: int
+
+
+def clamp(messages: list[RoomMessage], limits: RoomLimits) -> list[RoomMessage]:
+    """The newest messages (in order) within both bounds."""
+    kept: list[RoomMessage] = []
+    total = 0
+    for message in reversed(messages):
+        size = content_bytes(message.content)
+        if len(kept) >= limits.max_messages or total + size > limits.max_bytes:
+            break
+        kept.append(message)
+        total += size
+    kept.reverse()
+    return kept
+
+
+class RoomStore(abc.ABC):
+    def __init__(self, limits: RoomLimits) -> None:
+        self.limits = limits
+
+    def expires_at(self, ttl_s: int | None = None) -> int:
+        return int(time.time()) + (self.limits.ttl_s if ttl_s is None else ttl_s)
+
+    def check_size(self, content: str) -> int:
+        size = content_bytes(content)
+        if size > self.limits.max_message_bytes:
+            raise MessageTooLarge(
+                f"A room message may have at most {self.limits.max_message_bytes} bytes "
+                f"(this one has {size})."
+            )
+        return size
+
+    @abc.abstractmethod
+    async def create(self, room_id: str, creator: str) -> Room: ...
+
+    @abc.abstractmethod
+    async def get(self, room_id: str) -> Room | None: ...
+
+    @abc.abstractmethod
+    async def add_member(self, room_id: str, actor: str, user: str) -> Room:
+        """``actor`` (a member) adds ``user``; raises RoomNotFound / RoomFull."""
+
+    @abc.abstractmethod
+    async def append(self, room_id: str, user: str, role: Role, content: str) -> RoomMessage:
+        """Store one message (trimming the oldest beyond the bounds); raises RoomNotFound /
+        MessageTooLarge. Membership is the caller's check."""
+
+    @abc.abstractmethod
+    async def messages(self, room_id: str) -> list[RoomMessage]:
+        """The stored conversation, oldest first, within the bounds."""
+
+    @abc.abstractmethod
+    async def add_reply(self, room_id: str, stream_id: str, user: str) -> None: ...
+
+    @abc.abstractmethod
+    async def remove_reply(self, room_id: str, stream_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def replies(self, room_id: str) -> list[RunningReply]: ...
+
+    def close(self) -> None:
+        return None
