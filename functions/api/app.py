@@ -10,6 +10,7 @@ from core.auth import build_verifier
 from core.auth.factory import dev_tokens
 from core.http.auth import PRINCIPAL_DEPENDENCY
 from core.http.errors import EXCEPTION_HANDLERS
+from core.http.ids import require_valid_path_ids
 from core.providers import ModelProvider, build_provider
 from core.settings import Settings, get_settings
 from functions.api.domain.batches.controller import BatchesController
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, provider: ModelProvider | None 
     return Litestar(
         route_handlers=handlers,
         dependencies=PRINCIPAL_DEPENDENCY,
+        guards=[require_valid_path_ids],  # malformed ids: 404 before any store call
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_bytes,
         state=State(state),

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from core.aws import clients
 from core.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from core.ids import shown
 from core.settings import Settings
 from functions.batch.queue import BatchQueue
 from functions.batch.schemas import (
@@ -113,7 +114,7 @@ log = logging.getLogger("rtai.batch")
 
 def _is_id(pattern: re.Pattern[str], value: str) -> bool:
     """Ids are checked before any lookup: a malformed one is simply not found."""
-    return bool(pattern.match(value))
+    return pattern.fullmatch(value) is not None
 
 
 def _cursor(pattern: re.Pattern[str], after: str | None) -> str | None:
@@ -204,7 +205,7 @@ class BatchService:
     def get_file(self, owner: str, file_id: str) -> FileRecord:
         record = self.store.get_file(file_id) if _is_id(FILE_ID, file_id) else None
         if record is None or record.owner != owner or record.expires_at <= now_s():
-            raise NotFound(f"No such File object: {file_id}", param="file_id")
+            raise NotFound(f"No such File object: {shown(file_id)}", param="file_id")
         return record
 
     def list_files(
@@ -292,9 +293,10 @@ class BatchService:
             )
         window = window_seconds(request.completion_window, self.settings)
         _check_metadata(request.metadata)
-        file = self.store.get_file(request.input_file_id)
+        file_id = request.input_file_id
+        file = self.store.get_file(file_id) if _is_id(FILE_ID, file_id) else None
         if file is None or file.owner != owner or file.expires_at <= now_s():
-            raise NotFound(f"No such File object: {request.input_file_id}", param="input_file_id")
+            raise NotFound(f"No such File object: {shown(file_id)}", param="input_file_id")
         if file.purpose != "batch":
             raise InvalidRequest(
                 f"File {file.id} has purpose {file.purpose!r}; a batch needs purpose 'batch'.",
@@ -367,7 +369,7 @@ class BatchService:
     def get_batch(self, owner: str, batch_id: str) -> BatchRecord:
         batch = self.store.get_batch(batch_id) if _is_id(BATCH_ID, batch_id) else None
         if batch is None or batch.owner != owner:
-            raise NotFound(f"No such Batch object: {batch_id}", param="batch_id")
+            raise NotFound(f"No such Batch object: {shown(batch_id)}", param="batch_id")
         if (
             batch.status not in TERMINAL
             and batch.finalize_token is None

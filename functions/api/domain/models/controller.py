@@ -9,6 +9,7 @@ from litestar.params import FromPath
 
 from core.errors import NotFound
 from core.http.auth import AuthPrincipal
+from core.ids import MODEL_ID, shown
 from core.providers import ModelProvider
 
 _CREATED = 1_700_000_000
@@ -34,6 +35,6 @@ class ModelsController(Controller):
         self, request: Request[Any, Any, Any], principal: AuthPrincipal, model_id: FromPath[str]
     ) -> dict[str, Any]:
         provider: ModelProvider = request.app.state.provider
-        if not await provider.has_model(model_id):
-            raise NotFound(f"The model '{model_id}' does not exist.", code="model_not_found")
+        if not MODEL_ID.is_valid(model_id) or not await provider.has_model(model_id):
+            raise NotFound(f"The model '{shown(model_id)}' does not exist.", code="model_not_found")
         return _model(model_id, provider.name)
