@@ -36,16 +36,36 @@ def content_bytes(content: str) -> int:
     return len(content.encode("utf-8"))
 
 
-class RoomNotFound(Exception):
+class RoomError(Exception):
+    """A room request that cannot be done; ``code`` is the client-facing error code."""
+
+    code = "room_error"
+
+
+class RoomNotFound(RoomError):
     """No such room, or the caller is not a member of it (the two are not told apart)."""
 
+    code = "room_not_found"
 
-class RoomFull(Exception):
+    def __init__(self, room_id: str = "") -> None:
+        super().__init__("No such room (or you are not a member of it).")
+        self.room_id = room_id
+
+
+class RoomFull(RoomError):
     """The room has ``max_members`` members already."""
 
+    code = "room_full"
 
-class MessageTooLarge(Exception):
+    def __init__(self, room_id: str = "") -> None:
+        super().__init__("The room has the most members it may have.")
+        self.room_id = room_id
+
+
+class MessageTooLarge(RoomError):
     """One message's content is over ``max_message_bytes``."""
+
+    code = "message_too_large"
 
 
 @dataclass(frozen=True, slots=True)
