@@ -1,0 +1,65 @@
+"""Per-socket limits on client events (docs/limits.md): size, rate and audio per append."""
+
+from __future__ import annotations
+
+import time
+
+from stream_service.realtime.protocol import ProtocolError
+from stream_service.realtime.settings import RealtimeSettings
+
+
+class EventRate:
+    """A token bucket: ``rate`` events a second on average, bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class ClientLimits:
+    def __init__(self, settings: RealtimeSettings) -> None:
+        self._max_bytes = settings.max_event_bytes
+        self._rate = EventRate(settings.max_events_per_s, 2 * settings.max_events_per_s)
+        self._max_events_per_s = settings.max_events_per_s
+        # base64 of max_append_bytes of audio, plus room for the event's JSON around it
+        self._max_append_b64 = (settings.max_append_bytes + 2) // 3 * 4
+        self.max_append_bytes = settings.max_append_bytes
+
+    def check_frame(self, frame: str | bytes, event_id: str | None) -> None:
+        """Raise the error for a frame over the size or rate limit (it is then dropped)."""
+        if len(frame) > self._max_bytes:
+            raise ProtocolError(
+                f"The event is {len(frame)} bytes; the limit is {self._max_bytes} "
+                "(REALTIME_MAX_EVENT_BYTES).",
+                "event_too_large",
+                event_id=event_id,
+            )
+        if not self._rate.take():
+            raise ProtocolError(
+                f"Too many events: the limit is {self._max_events_per_s:g} a second "
+                "(REALTIME_MAX_EVENTS_PER_S). This event was dropped.",
+                "rate_limit_exceeded",
+                event_id=event_id,
+                type="rate_limit_error",
+            )
+
+    def check_append(self, audio_b64_len: int, event_id: str | None) -> None:
+        if audio_b64_len > self._max_append_b64:
+            raise ProtocolError(
+                f"input_audio_buffer.append carries more than {self.max_append_bytes} bytes of "
+                "audio (REALTIME_MAX_APPEND_BYTES); send smaller chunks.",
+                "audio_too_large",
+                param="audio",
+                event_id=event_id,
+            )

@@ -1,0 +1,437 @@
+"""The offline stand-in for OpenAI's Realtime API (``LLM_PROVIDER=local``).
+
+It reads the client events OpenAI's server reads and answers with the same events:
+server VAD (:mod:`.vad`) or manual commits, input transcription (:mod:`.asr`) when the
+session asks for it, replies spoken by :mod:`.responder`, barge-in, cancel and truncate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from core.providers import ModelProvider
+from stream_service.realtime.limits import ClientLimits
+from stream_service.realtime.local.asr import ASR_RATE, Transcriber
+from stream_service.realtime.local.audio import BYTES_PER_MS, decode_audio, resample_pcm16
+from stream_service.realtime.local.conversation import Conversation, Item, item_from_client
+from stream_service.realtime.local.responder import CancelReason, Reply
+from stream_service.realtime.local.tts import Speaker
+from stream_service.realtime.local.vad import SpeechStarted, TurnDetector
+from stream_service.realtime.protocol import (
+    AudioAppend,
+    AudioClear,
+    AudioCommit,
+    ClientEvent,
+    Envelope,
+    ItemCreate,
+    ItemDelete,
+    ItemRetrieve,
+    ItemTruncate,
+    OutputAudioClear,
+    ProtocolError,
+    ResponseCancel,
+    ResponseCreate,
+    SessionUpdate,
+    decode_client_event,
+    new_id,
+)
+from stream_service.realtime.session import RealtimeSession
+from stream_service.realtime.session_config import (
+    VoiceConfig,
+    default_session,
+    merge_session,
+)
+from stream_service.realtime.settings import RealtimeSettings
+
+MIN_COMMIT_MS = 100
+
+
+class LocalVoice:
+    def __init__(
+        self,
+        *,
+        settings: RealtimeSettings,
+        provider: ModelProvider,
+        speaker: Speaker,
+        transcriber: Transcriber,
+        limits: ClientLimits,
+        initial_session: dict[str, Any] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._speaker = speaker
+        self._transcriber = transcriber
+        self._limits = limits
+        self._initial = initial_session
+        self._session: RealtimeSession | None = None
+        self._config_obj: dict[str, Any] = {}
+        self.config: VoiceConfig | None = None
+        self.conversation = Conversation()
+        self._buffer = bytearray()  # uncommitted input audio
+        self._buffer_start_ms = 0  # its position in all audio received
+        self._received_ms = 0
+        self._detector: TurnDetector | None = None
+        self._speech_item: str | None = None  # announced by speech_started
+        self.reply: Reply | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turn_stopped_at: float | None = None
+
+    # --- Backend ------------------------------------------------------------------------
+
+    async def start(self, session: RealtimeSession) -> None:
+        self._session = session
+        obj = default_session(session.id, session.model, self._settings.max_session_s)
+        if self._initial:
+            obj = merge_session(obj, self._initial)
+        self._apply(obj)
+        session.emit({"type": "session.created", "session": self._config_obj})
+
+    async def handle(self, frame: str, envelope: Envelope, received_at: float) -> None:
+        event = decode_client_event(frame)
+        try:
+            self._dispatch(event)
+        except ProtocolError as exc:
+            exc.event_id = event.event_id
+            raise
+
+    async def close(self) -> None:
+        if self.reply is not None:
+            self.reply.cancel("client_cancelled")
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- events -------------------------------------------------------------------------
+
+    @property
+    def session(self) -> RealtimeSession:
+        assert self._session is not None
+        return self._session
+
+    def _emit(self, event: dict[str, Any]) -> object:
+        return self.session.emit(event)
+
+    def _dispatch(self, event: ClientEvent) -> None:
+        if isinstance(event, AudioAppend):
+            self._append(event)
+        elif isinstance(event, SessionUpdate):
+            self._apply(merge_session(self._config_obj, event.session))
+            self._emit({"type": "session.updated", "session": self._config_obj})
+        elif isinstance(event, AudioCommit):
+            self._commit_by_client()
+        elif isinstance(event, AudioClear):
+            self._buffer.clear()
+            self._buffer_start_ms = self._received_ms
+            self._speech_item = None
+            if self._detector is not None:
+                self._detector.reset()
+            self._emit({"type": "input_audio_buffer.cleared"})
+        elif isinstance(event, ResponseCreate):
+            self._create_response(event)
+        elif isinstance(event, ResponseCancel):
+            reply = self.reply
+            if reply is None or (event.response_id and event.response_id != reply.id):
+                raise ProtocolError(
+                    "Cancellation failed: no active response found.", "response_cancel_not_active"
+                )
+            self._cancel_reply("client_cancelled")
+        elif isinstance(event, ItemCreate):
+            if not isinstance(event.item, dict):
+                raise ProtocolError("item must be an object.", "invalid_type", param="item")
+            item = item_from_client(event.item, event.event_id)
+            previous = self.conversation.add(item, event.event_id)
+            self._emit(
+                {
+                    "type": "conversation.item.added",
+                    "previous_item_id": previous,
+                    "item": item.render(),
+                }
+            )
+            self._emit(
+                {
+                    "type": "conversation.item.done",
+                    "previous_item_id": previous,
+                    "item": item.render(),
+                }
+            )
+        elif isinstance(event, ItemTruncate):
+            self._truncate(event)
+        elif isinstance(event, ItemDelete):
+            self.conversation.get(event.item_id, event.event_id)
+            del self.conversation.items[event.item_id]
+            self._emit({"type": "conversation.item.deleted", "item_id": event.item_id})
+        elif isinstance(event, ItemRetrieve):
+            item = self.conversation.get(event.item_id, event.event_id)
+            self._emit({"type": "conversation.item.retrieved", "item": item.render()})
+        elif isinstance(event, OutputAudioClear):
+            raise ProtocolError(
+                "output_audio_buffer.clear is for WebRTC sessions; over a WebSocket the client "
+                "holds the playback buffer (stop it and send conversation.item.truncate).",
+                "invalid_value",
+                param="type",
+            )
+
+    def _apply(self, obj: dict[str, Any]) -> None:
+        self._config_obj = obj
+        self.config = VoiceConfig.of(obj)
+        turn = self.config.turn_detection
+        if turn is None:
+            self._detector = None
+        elif self._detector is None:
+            self._detector = TurnDetector(turn, self._received_ms)
+        else:
+            self._detector.reconfigure(turn)
+        if self.config.transcribe:
+            self._transcriber.warm()
+
+    # --- input audio --------------------------------------------------------------------
+
+    def _append(self, event: AudioAppend) -> None:
+        self._limits.check_append((len(event.audio) // 4) * 3 - 2, event.event_id)
+        pcm = decode_audio(event.audio, event.event_id)
+        max_ms = int(self._settings.max_input_buffer_s * 1000)
+        if len(self._buffer) // BYTES_PER_MS + len(pcm) // BYTES_PER_MS > max_ms:
+            raise ProtocolError(
+                f"The input audio buffer holds {max_ms} ms already (REALTIME_MAX_INPUT_BUFFER_S)"
+                "; commit or clear it. This audio was dropped.",
+                "input_audio_buffer_full",
+                param="audio",
+            )
+        self._buffer += pcm
+        self._received_ms += len(pcm) // BYTES_PER_MS
+        detector = self._detector
+        if detector is None:
+            return
+        for vad_event in detector.push(pcm, self._buffer_start_ms):
+            if isinstance(vad_event, SpeechStarted):
+                self._speech_started(vad_event.audio_start_ms)
+            else:
+                self._speech_stopped(vad_event.audio_end_ms)
+        if not detector.speaking:  # keep only what a coming start's padding may need
+            self._trim_buffer(self._received_ms - detector.config.prefix_padding_ms - 100)
+
+    def _trim_buffer(self, to_ms: int) -> None:
+        cut = max(0, to_ms - self._buffer_start_ms)
+        if cut > 0:
+            del self._buffer[: cut * BYTES_PER_MS]
+            self._buffer_start_ms += cut
+
+    def _speech_started(self, audio_start_ms: int) -> None:
+        self._trim_buffer(audio_start_ms)
+        self._speech_item = new_id("item")
+        self._emit(
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": audio_start_ms,
+                "item_id": self._speech_item,
+            }
+        )
+        turn = self.config.turn_detection if self.config else None
+        if self.reply is not None and turn is not None and turn.interrupt_response:
+            self.session.metrics.barge_ins.inc()
+            self._cancel_reply("turn_detected")
+
+    def _speech_stopped(self, audio_end_ms: int) -> None:
+        item_id = self._speech_item or new_id("item")
+        self._speech_item = None
+        self._emit(
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": audio_end_ms,
+                "item_id": item_id,
+            }
+        )
+        stopped_at = time.monotonic()
+        keep = self._take_buffer(audio_end_ms)
+        self._commit(keep, item_id)
+        turn = self.config.turn_detection if self.config else None
+        if turn is not None and turn.create_response and self.reply is None:
+            self._turn_stopped_at = stopped_at
+            self._start_reply(None)
+
+    def _take_buffer(self, upto_ms: int) -> bytes:
+        cut = max(0, upto_ms - self._buffer_start_ms) * BYTES_PER_MS
+        audio = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        self._buffer_start_ms += len(audio) // BYTES_PER_MS
+        return audio
+
+    def _commit_by_client(self) -> None:
+        ms = len(self._buffer) // BYTES_PER_MS
+        if ms < MIN_COMMIT_MS:
+            raise ProtocolError(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {ms}ms of audio.",
+                "input_audio_buffer_commit_empty",
+            )
+        item_id = self._speech_item or new_id("item")
+        self._speech_item = None
+        if self._detector is not None:
+            self._detector.reset()
+        self._commit(self._take_buffer(self._received_ms), item_id)
+
+    def _commit(self, audio: bytes, item_id: str) -> None:
+        item = Item(id=item_id, role="user", content=[{"type": "input_audio", "transcript": None}])
+        previous = self.conversation.add(item)
+        self._emit(
+            {
+                "type": "input_audio_buffer.committed",
+                "previous_item_id": previous,
+                "item_id": item_id,
+            }
+        )
+        self._emit(
+            {"type": "conversation.item.added", "previous_item_id": previous, "item": item.render()}
+        )
+        self._emit(
+            {"type": "conversation.item.done", "previous_item_id": previous, "item": item.render()}
+        )
+        if self.config is not None and self.config.transcribe:
+            self._spawn(self._transcribe(item, audio))
+
+    async def _transcribe(self, item: Item, audio: bytes) -> None:
+        pcm16k = resample_pcm16(audio, 24_000, ASR_RATE)
+        try:
+            text = (await self._transcriber.transcribe(pcm16k)).strip()
+        except Exception as exc:
+            self._emit(
+                {
+                    "type": "conversation.item.input_audio_transcription.failed",
+                    "item_id": item.id,
+                    "content_index": 0,
+                    "error": {
+                        "type": "server_error",
+                        "code": "transcription_failed",
+                        "message": str(exc),
+                        "param": None,
+                    },
+                }
+            )
+            return
+        item.content[0]["transcript"] = text
+        self._emit(
+            {
+                "type": "conversation.item.input_audio_transcription.delta",
+                "item_id": item.id,
+                "content_index": 0,
+                "delta": text,
+            }
+        )
+        self._emit(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item.id,
+                "content_index": 0,
+                "transcript": text,
+                "usage": {"type": "duration", "seconds": round(len(audio) / 48_000, 3)},
+            }
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- replies ------------------------------------------------------------------------
+
+    def _create_response(self, event: ResponseCreate) -> None:
+        if self.reply is not None:
+            raise ProtocolError(
+                f"Conversation already has an active response in progress: {self.reply.id}. "
+                "Wait until the response is finished before creating a new one.",
+                "conversation_already_has_active_response",
+            )
+        self._turn_stopped_at = None
+        self._start_reply(event.response or {})
+
+    def _start_reply(self, overrides: dict[str, Any] | None) -> None:
+        config = self.config
+        assert config is not None
+        overrides = overrides or {}
+        instructions = overrides.get("instructions")
+        modalities = overrides.get("output_modalities")
+        audio_out = config.audio_out if modalities is None else modalities != ["text"]
+        item = Item(
+            id=new_id("item"),
+            role="assistant",
+            content=[{"type": "output_audio", "transcript": ""}],
+            status="in_progress",
+        )
+        messages = self.conversation.messages(
+            instructions if isinstance(instructions, str) else config.instructions
+        )
+        previous = self.conversation.add(item)
+        voice = self._config_obj["audio"]["output"].get("voice") or "alloy"
+        stopped_at = self._turn_stopped_at
+        metrics = self.session.metrics
+
+        def first_audio() -> None:
+            if stopped_at is not None:
+                metrics.turn_latency.observe(time.monotonic() - stopped_at)
+
+        self.reply = Reply(
+            emit=self._emit,
+            provider=self._provider,
+            speaker=self._speaker,
+            model=self.session.model,
+            messages=messages,
+            item=item,
+            audio_out=audio_out,
+            voice=str(voice),
+            max_output_tokens=config.max_output_tokens,
+            pace=self._settings.local_pace,
+            lead_ms=self._settings.local_audio_lead_ms,
+            on_first_audio=first_audio,
+            on_done=self._reply_done,
+        )
+        self.reply.start(previous)
+
+    def _reply_done(self, reply: Reply) -> None:
+        if self.reply is reply:
+            self.reply = None
+
+    def _cancel_reply(self, reason: CancelReason) -> None:
+        if self.reply is not None:
+            self.reply.cancel(reason)
+
+    def _truncate(self, event: ItemTruncate) -> None:
+        item = self.conversation.get(event.item_id, event.event_id)
+        if item.role != "assistant" or not item.has_audio:
+            raise ProtocolError(
+                "Only assistant messages with audio can be truncated.",
+                "invalid_value",
+                param="item_id",
+            )
+        if event.content_index != 0:
+            raise ProtocolError(
+                "content_index must be 0 (the item's audio).",
+                "invalid_value",
+                param="content_index",
+            )
+        if event.audio_end_ms < 0:
+            raise ProtocolError(
+                "audio_end_ms must not be negative.", "invalid_value", param="audio_end_ms"
+            )
+        if event.audio_end_ms > item.audio_ms:
+            raise ProtocolError(
+                f"Audio content of {item.audio_ms}ms is already shorter than "
+                f"{event.audio_end_ms}ms.",
+                "invalid_value",
+                param="audio_end_ms",
+            )
+        if self.reply is not None and self.reply.item is item:
+            self._cancel_reply("client_cancelled")  # nothing past the cut may still be sent
+        item.audio_ms = event.audio_end_ms
+        heard = item.heard_transcript(event.audio_end_ms)
+        item.content = [{"type": "output_audio", "transcript": heard}]
+        item.spans = [s for s in item.spans if s.start_ms < event.audio_end_ms]
+        self.session.metrics.truncations.inc()
+        self._emit(
+            {
+                "type": "conversation.item.truncated",
+                "item_id": item.id,
+                "content_index": 0,
+                "audio_end_ms": event.audio_end_ms,
+            }
+        )
