@@ -20,6 +20,7 @@ from stream_service.domain.chat.controller import StreamChatController
 from stream_service.domain.ops.controller import healthz, metrics
 from stream_service.domain.streams.controller import StreamsController
 from stream_service.engine.engine import StreamEngine
+from stream_service.realtime import realtime_routes
 from stream_service.store import StreamStore
 from stream_service.store.dynamodb import DynamoStreamStore
 from stream_service.store.memory import MemoryStore
@@ -51,6 +52,8 @@ def create_app(
         provider or build_provider(settings, stream_read_timeout_s=None, http_client="aiohttp"),
     )
 
+    voice = realtime_routes(settings, registry=engine.metrics.registry)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await engine.start()
@@ -60,11 +63,17 @@ def create_app(
             await engine.stop()
 
     return Litestar(
-        route_handlers=[healthz, metrics, StreamsController, StreamChatController],
+        route_handlers=[
+            healthz,
+            metrics,
+            StreamsController,
+            StreamChatController,
+            *voice.handlers,
+        ],
         dependencies=PRINCIPAL_DEPENDENCY,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_bytes,
-        lifespan=[lifespan],
+        lifespan=[lifespan, voice.lifespan],
         state=State(
             {
                 "settings": settings,
