@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.di import Provide
 
 from core.auth import UrlTokens, build_verifier
 from core.aws import clients
@@ -37,6 +39,18 @@ def build_store(settings: Settings, config: StreamSettings) -> StreamStore:
     )
 
 
+def provide_each(services: dict[str, Any]) -> dict[str, Provide]:
+    """One dependency per built service, each answering the same instance."""
+
+    def provider(value: Any) -> Provide:
+        def provide() -> Any:
+            return value
+
+        return Provide(provide, use_cache=True, sync_to_thread=False)
+
+    return {name: provider(value) for name, value in services.items()}
+
+
 def create_app(
     settings: Settings | None = None,
     config: StreamSettings | None = None,
@@ -62,6 +76,13 @@ def create_app(
         finally:
             await engine.stop()
 
+    url_tokens = UrlTokens(settings.url_token_key, settings.url_token_ttl_s)
+    services: dict[str, Any] = {
+        "engine": engine,
+        "settings": settings,
+        "stream_config": config,
+        "url_tokens": url_tokens,
+    }
     return Litestar(
         route_handlers=[
             healthz,
@@ -70,7 +91,9 @@ def create_app(
             StreamChatController,
             *voice.handlers,
         ],
-        dependencies=PRINCIPAL_DEPENDENCY,
+        # Handlers name what they need (``engine: StreamEngine`` ...); nothing reaches into
+        # ``app.state`` for a service.
+        dependencies={**PRINCIPAL_DEPENDENCY, **provide_each(services)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_bytes,
         lifespan=[lifespan, voice.lifespan],
@@ -80,7 +103,7 @@ def create_app(
                 "stream_config": config,
                 "engine": engine,
                 "verifier": build_verifier(settings),
-                "url_tokens": UrlTokens(settings.url_token_key, settings.url_token_ttl_s),
+                "url_tokens": url_tokens,
             }
         ),
         openapi_config=None,

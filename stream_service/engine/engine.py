@@ -1,57 +1,165 @@
-"""The stream engine: creates streams, runs their producers, serves readers, drains.
+"""The stream engine: creates streams, runs their producers, opens readers, drains.
 
-One producer task per stream reads the upstream, numbers events 1, 2, 3, ... and appends
-them to its :class:`LiveStream`; local readers are woken from memory at once. Background
-loops batch events into the store (``FLUSH_INTERVAL_MS``), keep producer leases alive,
-poll cross-node facts (cancel flags, remote readers) and cancel the upstream when nobody
-has read the stream for ``RESUME_GRACE_S``. Readers on other nodes tail the store.
+It owns its parts, each built with explicit dependencies and testable alone:
+:class:`~.slots.Slots` (per-user admission, one store write before the upstream call),
+:class:`~.producer.Producer` (upstream -> events), :class:`~.store_writer.StoreWriter`
+(batches into the store), :class:`~.watchdog.Watchdog` (cancel flags, timeouts, the grace
+window, leases, keepalive ticks), :class:`~.presence.ReaderPresence` (readers and their
+limits) and :class:`~.reader.Readers` (memory or store, paged). It knows no transport:
+readers yield events, and the caller renders them in its :class:`~.events.Format`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from core.errors import ApiError, RateLimited, ServiceUnavailable
-from core.providers import Finish, TokenDelta
+from core.errors import RateLimited
+from core.providers import ModelProvider
+from core.providers.base import Completion
 from core.schemas.chat import ChatCompletionRequest, new_completion_id
-from stream_service.engine.base import LOST_MESSAGE, log, not_found
-from stream_service.engine.events import StreamInfo
+from core.settings import Settings
+from stream_service.config import StreamSettings
+from stream_service.engine import errors
+from stream_service.engine.events import Format, Sink, StreamInfo
 from stream_service.engine.live import LiveStream, Timings
-from stream_service.engine.readers import Readers
-from stream_service.engine.upkeep import Upkeep
-from stream_service.store import LeaseLost, StreamMeta
+from stream_service.engine.presence import ReaderPresence, Seat
+from stream_service.engine.producer import Producer
+from stream_service.engine.reader import Item, Readers, ReadLimits
+from stream_service.engine.slots import Slots
+from stream_service.engine.store_writer import StoreWriter
+from stream_service.engine.types import StopReason, StreamStatus
+from stream_service.engine.watchdog import Limits, Watchdog
+from stream_service.metrics import StreamMetrics
+from stream_service.store import StreamMeta, StreamStore
 from stream_service.store.base import now_ms
 
+log = logging.getLogger("rtai.stream")
 _json_line = msgspec.json.Encoder()
 
+MakeFormat = Callable[[StreamInfo], Format]
 
-class StreamEngine(Readers, Upkeep):
+
+@dataclass(slots=True)
+class Opened:
+    """A reader, opened: its events (rendered with ``format``) and what the stream is.
+    Whoever opens one closes it (``close``), whether or not it read anything."""
+
+    stream_id: str
+    info: StreamInfo
+    format: Format
+    items: AsyncIterator[Item]
+    seat: Seat
+    presence: ReaderPresence
+
+    async def close(self) -> None:
+        try:
+            await self.items.aclose()  # type: ignore[attr-defined]
+        finally:
+            self.presence.leave(self.seat)
+
+
+class StreamEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        config: StreamSettings,
+        store: StreamStore,
+        provider: ModelProvider,
+        metrics: StreamMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = store
+        self.provider = provider
+        self.metrics = metrics or StreamMetrics()
+        self.node = config.node_id
+        self.live: dict[str, LiveStream] = {}
+        self.draining = False
+        self.limits = Limits(
+            keepalive_s=settings.keepalive_s,
+            resume_grace_s=settings.resume_grace_s,
+            poll_interval_s=config.poll_interval_ms / 1000,
+            lease_ttl_s=config.lease_ttl_s,
+            first_token_s=config.upstream_first_token_s,
+            idle_s=config.upstream_idle_s,
+        )
+        self.slots = Slots(
+            store,
+            node=self.node,
+            limit=settings.max_streams_per_user,
+            policy=settings.stream_limit_policy,
+            node_ttl_s=config.slot_ttl_s,
+            stop_anywhere=self.stop_anywhere,
+        )
+        self.writer = StoreWriter(
+            store,
+            node=self.node,
+            lease_ttl_s=config.lease_ttl_s,
+            interval_ms=config.flush_interval_ms,
+            workers=config.flush_concurrency,
+            streams=self.live.values,
+            on_lease_lost=lambda s: self._stop(s, StopReason.LEASE_LOST),
+        )
+        self.watchdog = Watchdog(
+            store,
+            self.limits,
+            node=self.node,
+            streams=self.live.values,
+            stored=self.writer.stored,
+            stop=self._stop,
+        )
+        self.presence = ReaderPresence(
+            store,
+            per_stream=config.max_readers_per_stream,
+            per_user=config.max_readers_per_user,
+            heartbeat_s=max(0.2, min(5.0, settings.resume_grace_s / 4)),
+        )
+        self.readers = Readers(
+            store,
+            self.presence,
+            self.metrics,
+            ReadLimits(
+                keepalive_s=settings.keepalive_s,
+                tail_interval_s=config.tail_interval_ms / 1000,
+                page_events=config.resume_page_events,
+            ),
+            draining=lambda: self.draining,
+        )
+        self.producer = Producer(
+            provider,
+            self.metrics,
+            self.limits,
+            flush_at=config.flush_max_events,
+            flush_soon=self.writer.soon,
+            on_end=self._finalize,
+        )
+        self._background: set[asyncio.Future[None]] = set()
+        store.observe_writes(self.metrics.store_write)
+
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        self._loops = [
-            asyncio.create_task(self._flush_loop(), name="flush"),
-            asyncio.create_task(self._poll_loop(), name="poll"),
-            asyncio.create_task(self._reader_heartbeat_loop(), name="reader-heartbeat"),
-            asyncio.create_task(self._keepalive_loop(), name="keepalive"),
-            *(
-                asyncio.create_task(self._flush_worker(), name=f"flush-{n}")
-                for n in range(self.config.flush_concurrency)
-            ),
-        ]
+        await self.slots.start()
+        await self.writer.start()
+        await self.watchdog.start()
+        await self.presence.start()
 
     async def stop(self) -> None:
         """Shut down: anything still running ends as in a drain that ran out of time."""
         if not self.draining:
             await self.drain(timeout=min(5.0, self.config.drain_s))
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.watchdog.stop()
+        await self.presence.stop()
+        await self.writer.stop()
+        await self.slots.stop()
         await self.provider.aclose()  # its connection pool
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -60,245 +168,229 @@ class StreamEngine(Readers, Upkeep):
         for stream in list(self.live.values()):
             stream.wake()
         deadline = time.monotonic() + (timeout if timeout is not None else self.config.drain_s)
-        running = [s.task for s in self.live.values() if s.task and not s.task.done()]
+        running = self._running_tasks()
         if running:
             await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic() - 1.0))
-        for stream in self.live.values():
-            if stream.task and not stream.task.done():
-                self._cancel_local(stream, "drain_deadline")
-        running = [s.task for s in self.live.values() if s.task and not s.task.done()]
+        for stream in list(self.live.values()):
+            self._stop(stream, StopReason.DRAIN_DEADLINE)
+        running = self._running_tasks()
         if running:
             await asyncio.wait(running, timeout=max(0.5, deadline - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush_queue.join(), timeout=1.0)
+        await self.writer.idle(timeout=1.0)
 
-    # --- creating and cancelling ---------------------------------------------------------
+    def _running_tasks(self) -> list[asyncio.Task[None]]:
+        return [s.task for s in self.live.values() if s.task and not s.task.done()]
+
+    # --- creating -----------------------------------------------------------------------
     async def create(
         self, owner: str, request: ChatCompletionRequest, accepted_at: float
     ) -> LiveStream:
+        """Admit (one store write), then start the upstream call. A refused create (429)
+        sends nothing upstream."""
         if self.draining:
-            raise ServiceUnavailable(
-                "This node is draining; retry the request.",
-                code="draining",
-                headers={"Retry-After": "1"},
-            )
+            raise errors.draining()
         await self.provider.require_model(request.model)
+        stream_id = uuid.uuid4().hex
+        await self._admit(owner, stream_id)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         info = StreamInfo(new_completion_id(), request.model, int(time.time()), include_usage)
         stream = LiveStream(
-            id=uuid.uuid4().hex,
+            id=stream_id,
             owner=owner,
             info=info,
             window=self.config.memory_window,
             timings=Timings(accepted=accepted_at),
         )
         self.live[stream.id] = stream
-        # The upstream call starts now, while the slot is claimed: no round trip before it.
-        stream.task = asyncio.create_task(
-            self._produce(stream, request), name=f"produce-{stream.id}"
-        )
-        claim = asyncio.ensure_future(self.slots.acquire(owner, stream.id, self.cancel_any))
-        try:
-            # Shielded: if this request is cancelled mid-claim, the claim still finishes and
-            # a granted slot is given back instead of being held until its lease lapses.
-            stream.slot_index = await asyncio.shield(claim)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                claim.add_done_callback(lambda done: self._give_back(owner, stream.id, done))
-            if isinstance(exc, RateLimited):
-                self.metrics.limit_rejections.inc()
-            self._cancel_local(stream, "rejected")
-            stream.admission.set_result(False)
-            with contextlib.suppress(BaseException):
-                await stream.task
-            self.live.pop(stream.id, None)
-            raise
-        stream.admitted = True
+        self.producer.start(stream, request)
+        self.writer.track(stream)
         self.metrics.started.inc()
         self.metrics.active_streams.inc()
-        stream.admission.set_result(True)
-        self._flush_soon(stream)  # its record reaches the store now, without delaying anything
         return stream
 
-    def _give_back(self, owner: str, stream_id: str, claim: asyncio.Future[int]) -> None:
-        if not claim.cancelled() and claim.exception() is None:
-            task = asyncio.ensure_future(self.slots.release(owner, claim.result(), stream_id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+    async def _admit(self, owner: str, stream_id: str) -> None:
+        claim = asyncio.ensure_future(self.slots.acquire(owner, stream_id))
+        try:
+            # Shielded: if the request is cancelled mid-claim, the claim still finishes and
+            # a granted slot is given back instead of being held until its node goes.
+            await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(lambda done: self._give_back(owner, stream_id, done))
+            raise
+        except RateLimited:
+            self.metrics.limit_rejections.inc()
+            raise
 
-    async def cancel_any(self, stream_id: str, reason: str) -> None:
-        """Cancel a stream wherever its producer runs (used by the per-user limit)."""
+    def _give_back(self, owner: str, stream_id: str, claim: asyncio.Future[None]) -> None:
+        if not claim.cancelled() and claim.exception() is None:
+            self._spawn(self.slots.release(owner, stream_id))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def complete(self, owner: str, request: ChatCompletionRequest) -> Completion:
+        """A non-streaming completion: counted against the per-user limit, refused while
+        draining, bounded by ``UPSTREAM_COMPLETE_S``."""
+        if self.draining:
+            raise errors.draining()
+        await self.provider.require_model(request.model)
+        ticket = f"c{uuid.uuid4().hex}"
+        await self._admit(owner, ticket)
+        try:
+            async with asyncio.timeout(self.config.upstream_complete_s):
+                return await self.provider.complete(request)
+        except TimeoutError:
+            raise errors.completion_timeout(self.config.upstream_complete_s) from None
+        finally:
+            self._spawn(self.slots.release(owner, ticket))
+
+    # --- stopping -----------------------------------------------------------------------
+    def _stop(self, stream: LiveStream, reason: StopReason) -> None:
+        if self.producer.stop(stream, reason) and reason.counted_as_cancel:
+            self.metrics.upstream_cancels.labels(reason.value).inc()
+
+    async def stop_anywhere(self, stream_id: str, reason: StopReason) -> None:
+        """Stop a stream wherever its producer runs (the per-user limit's ``replace``)."""
         stream = self.live.get(stream_id)
         if stream is not None:
-            self._cancel_local(stream, reason)
-        else:
+            self._stop(stream, reason)
+        elif not stream_id.startswith("c"):  # a non-streaming call has nothing to cancel
             await self.store.request_cancel(stream_id)
 
     async def cancel(self, owner: str, stream_id: str) -> dict[str, Any]:
-        stream = self.live.get(stream_id)
-        if stream is not None and stream.admitted:
-            if stream.owner != owner:
-                raise not_found(stream_id)
+        stream = self._local(owner, stream_id)
+        if stream is not None:
             if stream.task and not stream.task.done():
-                self._cancel_local(stream, "client")
+                self._stop(stream, StopReason.CLIENT)
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(stream.task), 5)
-            return {"id": stream_id, "status": stream.status}
+            return {"id": stream_id, "status": stream.status.value}
         meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
         status = await self._settled_status(meta)
-        if status == "running":
+        if status is StreamStatus.RUNNING:
             await self.store.request_cancel(stream_id)
             return {"id": stream_id, "status": "cancelling"}
-        return {"id": stream_id, "status": status}
+        return {"id": stream_id, "status": status.value}
 
     async def describe(self, owner: str, stream_id: str) -> dict[str, Any]:
-        stream = self.live.get(stream_id)
-        if stream is not None and stream.admitted:
-            if stream.owner != owner:
-                raise not_found(stream_id)
-            status = "failed" if stream.status == "lease_lost" else stream.status
-            return {"id": stream_id, "status": status, "last_event_id": stream.last_seq}
+        stream = self._local(owner, stream_id)
+        if stream is not None:
+            return {
+                "id": stream_id,
+                "status": stream.status.value,
+                "last_event_id": stream.last_seq,
+            }
         meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
         return {
             "id": stream_id,
-            "status": await self._settled_status(meta),
+            "status": (await self._settled_status(meta)).value,
             "last_event_id": await self.store.last_seq(stream_id),
         }
 
-    async def _settled_status(self, meta: StreamMeta) -> str:
+    def _local(self, owner: str, stream_id: str) -> LiveStream | None:
+        """The stream if its producer runs here and still tells its story (a producer that
+        lost its lease does not: the store does)."""
+        stream = self.live.get(stream_id)
+        if stream is None or stream.lease_lost:
+            return None
+        if stream.owner != owner:
+            raise errors.not_found(stream_id)
+        return stream
+
+    async def _owned_meta(self, owner: str, stream_id: str, wait_s: float = 0.0) -> StreamMeta:
+        """The stream's record; ``wait_s`` covers a reader that reaches another node in the
+        first milliseconds of a stream, before its record is written."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            meta = await self.store.get_meta(stream_id)
+            if meta is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if meta is None or meta.owner != owner:
+            raise errors.not_found(stream_id)
+        return meta
+
+    async def _settled_status(self, meta: StreamMeta) -> StreamStatus:
         """A running stream whose producer's lease lapsed is failed (one node decides)."""
-        if meta.status == "running" and meta.lease_until_ms < now_ms():
+        if meta.status == StreamStatus.RUNNING and meta.lease_until_ms < now_ms():
             await self.store.mark_lost(meta.id, now_ms())
-            return "failed"
-        return meta.status
+            return StreamStatus.FAILED
+        return StreamStatus(meta.status)
 
-    # --- the producer --------------------------------------------------------------------
-    async def _produce(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
-        timings = stream.timings
-        metrics = self.metrics
-        status = "completed"
-        upstream = self.provider.stream(request)
-        try:
-            stream.append("status", {"state": "thinking"})
-            timings.upstream_sent = time.perf_counter()
-            finish: Finish | None = None
-            flush_at = self.config.flush_max_events
-            observe_gap = metrics.inter_token.observe
-            clock = time.perf_counter
-            async for item in upstream:  # the per-token path: kept lean on purpose
-                if isinstance(item, TokenDelta):
-                    now = clock()
-                    if timings.last_token is None:
-                        timings.first_token = now
-                    else:
-                        observe_gap(now - timings.last_token)
-                    timings.last_token = now
-                    timings.tokens += 1
-                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
-                        self._flush_soon(stream)
-                else:
-                    finish = item
-            reason = finish.reason if finish else "stop"
-            stream.append("done", self._done_payload(stream, reason, finish))
-        except asyncio.CancelledError:
-            if stream.cancel_reason is None:  # not ours: the process is going down
-                stream.cancel_reason = "drain_deadline"
-            reason = stream.cancel_reason
-            if reason in ("rejected", "lease_lost"):
-                status = reason
-            elif reason == "upstream_timeout":
-                status = "failed"
-                message = f"The model sent nothing for {self.config.upstream_idle_s:.0f} s."
-                stream.append(
-                    "error", {"code": "upstream_timeout", "message": message, "retryable": True}
-                )
-            elif reason == "drain_deadline":
-                status = "failed"
-                stream.append(
-                    "error", {"code": "producer_lost", "message": LOST_MESSAGE, "retryable": True}
-                )
-            else:
-                status = "cancelled"
-                stream.append("done", self._done_payload(stream, "cancelled", None))
-        except ApiError as exc:
-            status = "failed"
-            retryable = bool(
-                getattr(exc, "retryable", exc.status_code >= 500 or exc.status_code == 429)
-            )
-            stream.append(
-                "error",
-                {
-                    "code": exc.code or "upstream_error",
-                    "message": exc.message,
-                    "retryable": retryable,
-                },
-            )
-        except Exception:
-            log.exception("producer %s failed", stream.id)
-            status = "failed"
-            stream.append(
-                "error",
-                {
-                    "code": "internal_error",
-                    "message": "The stream failed unexpectedly.",
-                    "retryable": True,
-                },
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                await upstream.aclose()  # type: ignore[attr-defined]
-            stream.status = status
-            stream.finished = True
-            stream.wake()
-            if await asyncio.shield(stream.admission):
-                await asyncio.shield(self._finalize(stream))
-
-    def _done_payload(
-        self, stream: LiveStream, reason: str, finish: Finish | None
-    ) -> dict[str, Any]:
-        t = stream.timings
-        end = time.perf_counter()
-        ttft_ms = round((t.first_token - t.accepted) * 1000, 1) if t.first_token else None
-        usage = (
-            {
-                "prompt_tokens": finish.usage.prompt_tokens,
-                "completion_tokens": finish.usage.completion_tokens,
-                "total_tokens": finish.usage.total_tokens,
-            }
-            if finish
-            else None
+    # --- reading ------------------------------------------------------------------------
+    async def open(
+        self,
+        owner: str,
+        stream_id: str,
+        after: int,
+        make_format: MakeFormat,
+        sink: Sink | None = None,
+        wait_s: float = 0.0,
+    ) -> Opened:
+        """Check access and position (404 / 400 / 429 raise here, before anything is sent),
+        then return the reader. With a ``sink``, a reader on the producer's node gets new
+        deltas written by the producer directly once it is caught up."""
+        if self.draining:
+            raise errors.draining("reconnect")
+        stream = self._local(owner, stream_id)
+        if stream is not None:
+            if after > stream.last_seq:
+                raise errors.beyond(after, stream.last_seq)
+            fmt = make_format(stream.info)
+            seat = self.presence.enter(owner, stream_id, stream)
+            items = self.readers.local(stream, after, fmt, sink)
+            return Opened(stream_id, stream.info, fmt, items, seat, self.presence)
+        meta = await self._owned_meta(owner, stream_id, wait_s)
+        info = StreamInfo(
+            meta.completion_id, meta.model, meta.created_ms // 1000, meta.include_usage
         )
-        return {
-            "finish_reason": reason,
-            "usage": usage,
-            "metrics": {
-                "ttft_ms": ttft_ms,
-                "duration_ms": round((end - t.accepted) * 1000, 1),
-                "tokens": t.tokens,
-            },
-        }
+        fmt = make_format(info)
+        lost_after = await self._check_position(meta, after)
+        seat = self.presence.enter(owner, stream_id, None)
+        items = (
+            self.readers.lost_after(after)
+            if lost_after
+            else self.readers.remote(stream_id, after, seat)
+        )
+        return Opened(stream_id, info, fmt, items, seat, self.presence)
 
+    async def _check_position(self, meta: StreamMeta, after: int) -> bool:
+        """Whether ``after`` can be a position in a stream produced on another node: 400 if
+        not. Waits while it cannot know yet (its producer may not have stored that far):
+        at the latest until the stream ends. True when the client is ahead of what a dead
+        producer stored (it gets ``producer_lost`` numbered after its position)."""
+        interval = self.config.tail_interval_ms / 1000
+        while True:
+            last = await self.store.last_seq(meta.id)
+            if after <= last or (meta.status == StreamStatus.RUNNING and after <= meta.last_seq):
+                return False
+            status = await self._settled_status(meta)
+            if status is StreamStatus.FAILED:
+                return True  # it saw events its producer never stored
+            if status is not StreamStatus.RUNNING:
+                raise errors.beyond(after, last)
+            await asyncio.sleep(interval)
+            current = await self.store.get_meta(meta.id)
+            if current is None:
+                raise errors.not_found(meta.id)
+            meta = current
+
+    # --- the end of a stream ------------------------------------------------------------
     async def _finalize(self, stream: LiveStream) -> None:
         t = stream.timings
         try:
-            if stream.status != "lease_lost":
-                with contextlib.suppress(LeaseLost):
-                    await self._flush(stream, final=True)
-                    await self._retry(
-                        lambda: self.store.finish(
-                            stream.id, self.node, stream.status, stream.last_seq
-                        )
-                    )
-        except Exception:
-            log.exception("final flush of %s failed; its lease will lapse", stream.id)
+            await self.writer.finish(stream)
         finally:
             # A finished stream stays here for RETAIN_S, to answer its status and a resume
             # at its end from memory; what is stored need not stay in memory that long.
             stream.window = min(stream.window, self.config.retain_events)
             stream.trim()
-            await self.slots.release(stream.owner, stream.slot_index, stream.id)
+            self.watchdog.forget(stream.id)
+            await self.slots.release(stream.owner, stream.id)
             self.metrics.active_streams.dec()
-            self.metrics.finished.labels(stream.status).inc()
+            self.metrics.finished.labels(stream.status.value).inc()
             self.metrics.tokens.inc(t.tokens)
             if t.first_token is not None:
                 self.metrics.ttft.observe(t.first_token - t.accepted)
@@ -310,17 +402,18 @@ class StreamEngine(Readers, Upkeep):
                 "event": "stream_done",
                 "stream_id": stream.id,
                 "node": self.node,
-                "status": stream.status,
+                "status": stream.status.value,
                 "ttft_ms": round((t.first_token - t.accepted) * 1000, 1) if t.first_token else None,
                 "tokens": t.tokens,
                 "duration_ms": round((time.perf_counter() - t.accepted) * 1000, 1),
             }
             log.info("%s", _json_line.encode(record).decode())
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.config.retain_s, self._forget, stream)
+        asyncio.get_running_loop().call_later(self.config.retain_s, self._forget, stream)
 
     def _forget(self, stream: LiveStream) -> None:
-        if self.live.get(stream.id) is stream and stream.readers == 0:
+        if self.live.get(stream.id) is not stream:
+            return
+        if stream.presence.local == 0:
             del self.live[stream.id]
-        elif self.live.get(stream.id) is stream:
+        else:
             asyncio.get_running_loop().call_later(self.config.retain_s, self._forget, stream)

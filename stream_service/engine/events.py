@@ -1,61 +1,47 @@
-"""Stream events and their SSE frames, each encoded once and shared by every consumer.
+"""Stream events, and the seam between the engine and its transports.
 
-Two wire formats render the same events:
-- native (``/stream/v1/streams/{id}/events``): ``id:``, ``event:`` and ``data:`` lines;
-- ``openai``: ``chat.completion.chunk`` objects, so the ``openai`` SDK can stream them.
+The engine produces :class:`Event` s (seq, kind, JSON payload) and knows no wire format. A
+transport supplies a :class:`Format` that renders an event into its frame; the frame is
+cached on the event (one slot per format), so an event is rendered once per format however
+many readers it has. A :class:`Sink` is where the producer may write a rendered frame
+straight to a caught-up reader's connection (direct delivery, see :mod:`.live`).
 """
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from core.schemas.chat import chunk_body
+from stream_service.engine.types import TERMINAL_KINDS, EventKind
 from stream_service.store.base import StoredEvent
 
-TERMINAL = frozenset({"done", "error"})
-PING = b": ping\n\n"
-
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.decode
 
 
 class _Delta(msgspec.Struct, gc=False):
     text: str
 
 
-_delta = msgspec.json.Decoder(_Delta)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """What the openai format needs to know about a stream."""
-
-    completion_id: str
-    model: str
-    created_s: int
-    include_usage: bool
-
-
 class Event(msgspec.Struct, gc=False):
-    """One event of a stream, with its wire frames rendered at most once.
+    """One event of a stream, with its wire frames rendered at most once per format.
 
     Live streams keep thousands of these in memory; ``gc=False`` keeps them out of the
-    garbage collector's sight (they hold only ints, strings and bytes), so full collections
-    don't grow with the number of buffered events.
+    garbage collector's sight (they hold only ints, strings and bytes).
     """
 
     seq: int
     kind: str
-    data: bytes
-    native: bytes | None = None  # the native SSE frame, once rendered
-    chunk: bytes | None = None  # the openai-format frame, once rendered
+    data: bytes  # the JSON payload
+    f0: bytes | None = None  # frame caches, one per format slot (see Format.slot)
+    f1: bytes | None = None
+    f2: bytes | None = None
 
     @classmethod
-    def make(cls, seq: int, kind: str, payload: Any) -> Event:
-        return cls(seq, kind, _json.encode(payload))
+    def make(cls, seq: int, kind: EventKind | str, payload: Any) -> Event:
+        return cls(seq, str(kind), _json.encode(payload))
 
     @classmethod
     def delta(cls, seq: int, text: str) -> Event:
@@ -70,62 +56,63 @@ class Event(msgspec.Struct, gc=False):
 
     @property
     def terminal(self) -> bool:
-        return self.kind in TERMINAL
-
-    def frame(self) -> bytes:
-        if self.native is None:
-            self.native = b"id: %d\nevent: %s\ndata: %s\n\n" % (
-                self.seq,
-                self.kind.encode(),
-                self.data,
-            )
-        return self.native
-
-    def openai_frame(self, info: StreamInfo) -> bytes:
-        if self.chunk is None:
-            self.chunk = _render_openai(self, info)
-        return self.chunk
-
-    def render(self, info: StreamInfo | None) -> bytes:
-        return self.frame() if info is None else self.openai_frame(info)
+        return self.kind in TERMINAL_KINDS
 
 
-def _render_openai(event: Event, info: StreamInfo) -> bytes:
-    def chunk(**fields: Any) -> bytes:
-        return _json.encode(
-            chunk_body(
-                completion_id=info.completion_id, model=info.model, created=info.created_s, **fields
-            )
-        )
-
-    head = b"id: %d\n" % event.seq
-    if event.kind == "delta":  # per token: decoded into its struct, not a dict
-        return head + b"data: " + chunk(content=_delta.decode(event.data).text) + b"\n\n"
-    if event.kind == "status":
-        return head + b"data: " + chunk(role="assistant", content="") + b"\n\n"
-    payload = _decode(event.data)
-    if event.kind == "done":
-        out = head + b"data: " + chunk(finish_reason=payload["finish_reason"]) + b"\n\n"
-        if info.include_usage and payload.get("usage"):
-            from core.schemas.chat import Usage
-
-            usage = msgspec.convert(payload["usage"], Usage)
-            out += b"data: " + chunk(usage=usage, with_choice=False) + b"\n\n"
-        return out + b"data: [DONE]\n\n"
-    # error: OpenAI streams errors as a data line with an "error" object; the SDK raises on it
-    error = {
-        "message": payload["message"],
-        "type": "api_error",
-        "code": payload["code"],
-        "param": None,
-    }
-    return (
-        head
-        + b"data: "
-        + _json.encode({"error": error, "retryable": payload["retryable"]})
-        + b"\n\n"
-    )
+DELTA_TEXT = msgspec.json.Decoder(_Delta)
 
 
-def retry_frame(ms: int) -> bytes:
-    return b"retry: %d\n\n" % ms
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a stream is, beyond its events: formats that follow OpenAI's chunks need it."""
+
+    completion_id: str
+    model: str
+    created_s: int
+    include_usage: bool
+
+
+class Format(abc.ABC):
+    """A wire format of events. ``slot`` (0, 1 or 2) picks the frame cache on events:
+    formats that render the same event differently use different slots."""
+
+    slot: int = 0
+
+    @abc.abstractmethod
+    def render(self, event: Event) -> bytes: ...
+
+    def frame(self, event: Event) -> bytes:
+        """``event`` rendered, once per format."""
+        slot = self.slot
+        if slot == 0:
+            if event.f0 is None:
+                event.f0 = self.render(event)
+            return event.f0
+        if slot == 1:
+            if event.f1 is None:
+                event.f1 = self.render(event)
+            return event.f1
+        if event.f2 is None:
+            event.f2 = self.render(event)
+        return event.f2
+
+    def frames(self, events: list[Event]) -> bytes:
+        if len(events) == 1:
+            return self.frame(events[0])
+        return b"".join([self.frame(e) for e in events])
+
+
+class Sink(Protocol):
+    """A reader's connection, written to from the producer's task (direct delivery).
+
+    ``write`` starts sending a frame and says whether it was taken (False: nothing was
+    sent, the reader's own task takes over). A frame that could not be written at once is
+    ``busy``; the reader's task finishes it (``settle``) before it sends anything else.
+    """
+
+    @property
+    def busy(self) -> bool: ...
+
+    def write(self, frame: bytes) -> bool: ...
+
+    async def settle(self) -> None: ...

@@ -1,8 +1,13 @@
 """A stream whose producer runs on this node: its recent events in memory, and its readers.
 
-Events are appended to one shared list (encoded once); each reader keeps its own position,
-so a slow reader costs no memory per event. Only the newest ``window`` events are kept:
-a reader that falls behind the window catches up from the store.
+Events are appended to one shared list; each reader keeps its own position, so a slow
+reader costs no memory per event. Only the newest ``window`` events are kept: a reader
+that falls behind the window catches up from the store.
+
+Direct delivery: a reader that has every event so far parks, and the producer writes each
+new delta to it itself (rendered once per format, written to each reader's :class:`Sink`):
+no task switch per token and reader. Anything other than a delta wakes the readers, which
+then read on by themselves.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from stream_service.engine.events import Event, StreamInfo
-from stream_service.sse import Outlet
+from stream_service.engine.events import Event, Format, Sink, StreamInfo
+from stream_service.engine.types import EventKind, StopReason, StreamStatus
 
 
 @dataclass(slots=True)
@@ -27,21 +32,19 @@ class Timings:
 
 @dataclass(eq=False, slots=True)
 class DirectReader:
-    """A reader that has every event so far and waits (``parked``) while the producer
-    writes it each new delta itself, through its response's :class:`Outlet`."""
+    """A caught-up reader, parked while the producer writes it new deltas itself."""
 
-    outlet: Outlet
-    info: StreamInfo | None
+    sink: Sink
     after: int  # the last seq it was sent
     parked: asyncio.Future[None]
 
-    def deliver(self, event: Event) -> bool:
-        """Write ``event``; False when this reader must take over again (nothing or the
+    def deliver(self, seq: int, frame: bytes) -> bool:
+        """Write one frame; False when this reader must take over again (nothing or the
         last write is still on its way)."""
-        if event.seq != self.after + 1 or not self.outlet.write(event.render(self.info)):
+        if seq != self.after + 1 or not self.sink.write(frame):
             return False
-        self.after = event.seq
-        return self.outlet.pending is None
+        self.after = seq
+        return not self.sink.busy
 
 
 @dataclass(eq=False, slots=True)
@@ -54,99 +57,109 @@ class LiveStream:
     events: list[Event] = field(default_factory=list)
     base: int = 1  # seq of events[0]
     flushed_seq: int = 0
-    readers: int = 0
-    detached_since: float = field(default_factory=time.monotonic)
-    remote_reader_until_ms: int = 0
     finished: bool = False
-    status: str = "running"
-    admitted: bool = False  # slot granted; nothing is stored before that
-    meta_written: bool = False
-    flush_queued: bool = False
-    last_heartbeat: float = 0.0
-    cancel_reason: str | None = None
-    slot_index: int | None = None
+    status: StreamStatus = StreamStatus.RUNNING
+    lease_lost: bool = False  # another node declared it lost: the store tells its story
+    stop_reason: StopReason | None = None
     task: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Resolved by the engine once the per-user slot is granted (True) or refused (False).
-    admission: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    presence: Presence = field(default_factory=lambda: Presence())
+    # direct readers, grouped by format so each delta is rendered once per format
+    direct: dict[Format, list[DirectReader]] = field(default_factory=dict)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    direct: list[DirectReader] = field(default_factory=list)
 
     @property
     def last_seq(self) -> int:
         return self.base + len(self.events) - 1
 
-    def append(self, kind: str, payload: object) -> Event:
+    def append(self, kind: EventKind, payload: object) -> Event:
         event = Event.make(self.base + len(self.events), kind, payload)
         self.events.append(event)
         self.wake()
         return event
 
     def append_delta(self, text: str) -> int:
-        """Append a ``delta`` event (the per-token path): written at once to the direct
-        readers, the others woken. Its seq."""
+        """Append a ``delta`` (the per-token path): written at once to the direct readers,
+        the others woken. Returns its seq."""
         seq = self.base + len(self.events)
         event = Event.delta(seq, text)
         self.events.append(event)
         if self.direct:
-            handed_back = [reader for reader in self.direct if not reader.deliver(event)]
-            for reader in handed_back:
-                self.release(reader)
-        self._wake_waiters()
+            handed_back: list[tuple[Format, DirectReader]] | None = None
+            for fmt, readers in self.direct.items():
+                frame = fmt.frame(event)
+                for reader in readers:
+                    if not reader.deliver(seq, frame):
+                        handed_back = handed_back or []
+                        handed_back.append((fmt, reader))
+            if handed_back:
+                for fmt, reader in handed_back:
+                    self.release(fmt, reader)
+        if self._waiters:
+            self._wake_waiters()
         return seq
 
-    def release(self, reader: DirectReader) -> None:
+    def park(self, fmt: Format, reader: DirectReader) -> None:
+        self.direct.setdefault(fmt, []).append(reader)
+
+    def release(self, fmt: Format, reader: DirectReader) -> None:
         """Hand a direct reader back to its own task (it wakes and reads on from memory)."""
-        self.direct = [r for r in self.direct if r is not reader]
+        readers = self.direct.get(fmt)
+        if readers is not None:
+            if reader in readers:
+                readers.remove(reader)
+            if not readers:
+                del self.direct[fmt]
         if not reader.parked.done():
             reader.parked.set_result(None)
 
     def wake(self) -> None:
         """Wake every reader (a new non-delta event, the keepalive tick, a drain, the end)."""
-        readers, self.direct = self.direct, []
-        for reader in readers:
-            if not reader.parked.done():
-                reader.parked.set_result(None)
+        groups, self.direct = self.direct, {}
+        for readers in groups.values():
+            for reader in readers:
+                if not reader.parked.done():
+                    reader.parked.set_result(None)
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
-        if not self._waiters:
-            return
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     async def wait(self) -> None:
-        """Wait for a new event or a wake-up (the engine's keepalive tick, a drain). One
-        future per waiting reader, no timer: the hot path stays cheap."""
+        """Wait for a new event or a wake-up. One future per waiting reader, no timer."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
 
     def since(self, seq: int) -> list[Event]:
         """Events with a seq above ``seq`` that are in memory."""
-        start = max(0, seq + 1 - self.base)
-        return self.events[start:]
+        return self.events[max(0, seq + 1 - self.base) :]
 
     def unflushed(self) -> list[Event]:
         return self.since(self.flushed_seq)
 
     def trim(self) -> None:
         """Drop flushed events beyond the window (readers behind it go to the store)."""
-        excess = len(self.events) - self.window
-        droppable = self.flushed_seq - self.base + 1
-        drop = min(excess, droppable)
+        drop = min(len(self.events) - self.window, self.flushed_seq - self.base + 1)
         if drop > 0:
             del self.events[:drop]
             self.base += drop
 
+
+@dataclass(slots=True)
+class Presence:
+    """Readers of one live stream, on this node and (by heartbeat) elsewhere."""
+
+    local: int = 0
+    detached_since: float = field(default_factory=time.monotonic)
+    remote_until_ms: int = 0
+
     def attach(self) -> None:
-        self.readers += 1
+        self.local += 1
 
     def detach(self) -> None:
-        self.readers -= 1
-        if self.readers == 0:
+        self.local -= 1
+        if self.local == 0:
             self.detached_since = time.monotonic()

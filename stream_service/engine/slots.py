@@ -1,94 +1,102 @@
 """The per-user limit on active streams, across the cluster (``MAX_STREAMS_PER_USER``).
 
-Each active stream holds one of the user's numbered slots: a lease record in the store
-that its producer renews and releases in ``finally``; a dead node's slots lapse on their
-own. ``STREAM_LIMIT_POLICY=reject`` answers 429 with Retry-After; ``replace`` cancels the
-user's oldest stream (wherever it runs) and takes its slot.
+Admission is one conditional write on the user's record (a count and one holder per active
+stream), whatever the user's number of streams, and it happens before the upstream call:
+a refused create sends nothing upstream. Only a create that finds the user at the limit
+costs more: it checks whether the holders' nodes are alive (one read of their
+heartbeats), evicts the holders of dead nodes (so a crashed node's slots lapse on their
+own), and then either refuses (``STREAM_LIMIT_POLICY=reject``: 429 + Retry-After) or hands
+the user's oldest stream's place to the new one and cancels the old one, wherever it runs
+(``replace``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import random
-import time
-from collections.abc import Awaitable, Callable, Coroutine
-from itertools import islice
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from core.errors import RateLimited
-from core.settings import Settings
-from stream_service.config import StreamSettings
-from stream_service.store import Slot, StreamStore
+from stream_service.engine.errors import too_many_streams
+from stream_service.engine.types import StopReason
+from stream_service.store import Holder, StreamStore
 from stream_service.store.base import now_ms
 
 log = logging.getLogger("rtai.stream.slots")
 
-CancelAny = Callable[[str, str], Awaitable[None]]
+StopAnywhere = Callable[[str, StopReason], Awaitable[None]]
 RETRY_AFTER_S = 5
 
 
-class SlotManager:
-    def __init__(self, store: StreamStore, settings: Settings, config: StreamSettings) -> None:
-        self.store = store
-        self.limit = settings.max_streams_per_user
-        self.policy = settings.stream_limit_policy
-        self.ttl_ms = int(config.slot_ttl_s * 1000)
-        self._held: dict[str, tuple[float, int]] = {}  # stream id -> (last renewal, created ms)
-
-    async def acquire(self, user: str, stream_id: str, cancel_any: CancelAny) -> int:
-        for attempt in range(8):
-            now = now_ms()
-            live = [
-                s
-                for s in await self.store.list_slots(user)
-                if s.lease_until_ms >= now and s.stream_id != stream_id
-            ]
-            if len(live) < self.limit:
-                taken = {s.index for s in live}
-                free = list(islice((i for i in range(self.limit) if i not in taken), 64))
-                # Concurrent creates by one user would all race for the lowest index.
-                index = free[0] if attempt == 0 else random.choice(free)
-                if await self.store.claim_slot(
-                    user, Slot(index, stream_id, now + self.ttl_ms, now), now
-                ):
-                    self._held[stream_id] = (time.monotonic(), now)
-                    return index
-                continue  # lost a race for that slot: look again
-            if self.policy == "reject":
-                raise RateLimited(
-                    f"You have {len(live)} active streams; the limit is {self.limit}. "
-                    "Wait for one to finish, or cancel one.",
-                    retry_after_s=RETRY_AFTER_S,
-                    code="too_many_streams",
-                )
-            oldest = min(live, key=lambda s: s.created_ms)
-            await cancel_any(oldest.stream_id, "replaced")
-            slot = Slot(oldest.index, stream_id, now + self.ttl_ms, now)
-            if await self.store.claim_slot(user, slot, now, expect_stream=oldest.stream_id):
-                self._held[stream_id] = (time.monotonic(), now)
-                return oldest.index
-        raise RateLimited(
-            "Could not claim a stream slot; retry.", retry_after_s=1, code="too_many_streams"
-        )
-
-    def maybe_renew(
-        self, user: str, index: int | None, stream_id: str, tasks: list[Coroutine[Any, Any, None]]
+class Slots:
+    def __init__(
+        self,
+        store: StreamStore,
+        *,
+        node: str,
+        limit: int,
+        policy: str,
+        node_ttl_s: float,
+        stop_anywhere: StopAnywhere,
     ) -> None:
-        held = self._held.get(stream_id)
-        if index is None or held is None or time.monotonic() - held[0] < self.ttl_ms / 3000:
-            return
-        self._held[stream_id] = (time.monotonic(), held[1])
-        tasks.append(self._renew(user, Slot(index, stream_id, now_ms() + self.ttl_ms, held[1])))
+        self.store = store
+        self.node = node
+        self.limit = limit
+        self.policy = policy
+        self.node_ttl_ms = int(node_ttl_s * 1000)
+        self._stop_anywhere = stop_anywhere
+        self._beat: asyncio.Task[None] | None = None
 
-    async def _renew(self, user: str, slot: Slot) -> None:
-        if not await self.store.claim_slot(user, slot, now_ms()):
-            log.info("slot of %s was taken over", slot.stream_id)
+    # --- node liveness ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Announce this node (its holders count as alive while it beats), then keep beating."""
+        await self.store.node_heartbeat(self.node, now_ms() + self.node_ttl_ms)
+        self._beat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
 
-    async def release(self, user: str, index: int | None, stream_id: str) -> None:
-        self._held.pop(stream_id, None)
-        if index is None:
-            return
-        try:
-            await self.store.release_slot(user, index, stream_id)
-        except Exception:  # it lapses on its own
-            log.warning("could not release slot of %s", stream_id, exc_info=True)
+    async def stop(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.node_ttl_ms / 3000)
+            try:
+                await self.store.node_heartbeat(self.node, now_ms() + self.node_ttl_ms)
+            except Exception:
+                log.warning("node heartbeat failed", exc_info=True)
+
+    # --- admission --------------------------------------------------------------------------
+    async def acquire(self, user: str, stream_id: str) -> None:
+        """Admit ``stream_id`` or raise 429 (``reject``); ``replace`` stops the oldest."""
+        holder = Holder(stream_id, self.node, now_ms())
+        for _ in range(3):
+            admission = await self.store.admit(user, holder, self.limit)
+            if admission.admitted:
+                return
+            holders = admission.holders
+            nodes = sorted({h.node for h in holders if h.node != self.node})
+            alive = await self.store.live_nodes(nodes, now_ms()) if nodes else set()
+            alive.add(self.node)
+            dead = [h.stream_id for h in holders if h.node not in alive]
+            if dead and await self.store.evict(user, dead):
+                log.info("evicted %d streams of dead nodes held by %s", len(dead), user)
+                continue  # room was made: try again
+            live = [h for h in holders if h.node in alive]
+            if self.policy == "reject" or not live:
+                raise too_many_streams(len(live), self.limit, RETRY_AFTER_S)
+            oldest = min(live, key=lambda h: h.created_ms)
+            if await self.store.replace(user, oldest.stream_id, holder):
+                await self._stop_anywhere(oldest.stream_id, StopReason.REPLACED)
+                return
+        raise too_many_streams(self.limit, self.limit, 1)
+
+    async def release(self, user: str, stream_id: str) -> None:
+        for attempt in range(6):  # boto3 retries each call too; this rides out an outage
+            try:
+                await self.store.release(user, stream_id)
+                return
+            except Exception:
+                log.warning("could not release the slot of %s", stream_id, exc_info=True)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))

@@ -6,7 +6,12 @@ Semantics every backend keeps:
 - ``heartbeat`` and ``finish`` succeed only for the node that owns a running stream
   (a zombie producer learns it lost its lease).
 - ``mark_lost`` flips a running stream whose lease lapsed to ``failed`` exactly once.
-- Slots are lease records; a claim succeeds on a free, expired or expected slot.
+- ``create`` succeeds only while the stream is new or still running on the same node (a
+  retried first write never turns a stream another node declared lost back to running).
+- Per-user admission is one conditional write on the user's record, whatever the user's
+  number of active streams: it holds a count and one entry (holder) per active stream,
+  naming the node that runs it. Holders of nodes whose heartbeat lapsed are evicted by
+  the next admission that finds the user at the limit, so a dead node's slots lapse.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class StreamMeta:
 @dataclass(slots=True)
 class ReadResult:
     events: list[StoredEvent]
+    more: bool = False  # a page limit cut it: read again after the last event
 
 
 @dataclass(slots=True)
@@ -54,12 +60,19 @@ class PollResult:
     reader_until_ms: int
 
 
-@dataclass(slots=True)
-class Slot:
-    index: int
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """One active stream of a user, as the user's admission record holds it."""
+
     stream_id: str
-    lease_until_ms: int
+    node: str
     created_ms: int
+
+
+@dataclass(slots=True)
+class Admission:
+    admitted: bool
+    holders: list[Holder]  # when refused: the user's active streams as stored
 
 
 WriteObserver = Callable[[str, float], None]  # (operation, seconds)
@@ -85,7 +98,9 @@ class StreamStore(abc.ABC):
 
     # --- streams -----------------------------------------------------------------------
     @abc.abstractmethod
-    async def create(self, meta: StreamMeta) -> None: ...
+    async def create(self, meta: StreamMeta) -> None:
+        """Write the stream's record; raises :class:`LeaseLost` if it exists and is no longer
+        running on ``meta.node``."""
 
     @abc.abstractmethod
     async def get_meta(self, stream_id: str) -> StreamMeta | None: ...
@@ -95,8 +110,9 @@ class StreamStore(abc.ABC):
         """Write one batch (``len(events) <= max_batch``); False if it already existed."""
 
     @abc.abstractmethod
-    async def read(self, stream_id: str, after_seq: int) -> ReadResult:
-        """Stored events with ``seq > after_seq``, in order."""
+    async def read(self, stream_id: str, after_seq: int, limit: int | None = None) -> ReadResult:
+        """Stored events with ``seq > after_seq``, in order; with ``limit``, about that many
+        at most (whole batches) and ``more`` set when there are others after them."""
 
     @abc.abstractmethod
     async def last_seq(self, stream_id: str) -> int: ...
@@ -123,14 +139,29 @@ class StreamStore(abc.ABC):
     @abc.abstractmethod
     async def mark_lost(self, stream_id: str, at_ms: int) -> bool: ...
 
-    # --- per-user slots ----------------------------------------------------------------
+    # --- per-user admission -----------------------------------------------------------
     @abc.abstractmethod
-    async def list_slots(self, user: str) -> list[Slot]: ...
+    async def admit(self, user: str, holder: Holder, limit: int) -> Admission:
+        """Add ``holder`` if the user holds fewer than ``limit`` streams (one write)."""
 
     @abc.abstractmethod
-    async def claim_slot(
-        self, user: str, slot: Slot, at_ms: int, expect_stream: str | None = None
-    ) -> bool: ...
+    async def release(self, user: str, stream_id: str) -> bool:
+        """Remove the stream's holder; False if it was not there (already released, evicted
+        or replaced)."""
 
     @abc.abstractmethod
-    async def release_slot(self, user: str, index: int, stream_id: str) -> None: ...
+    async def replace(self, user: str, old_stream_id: str, holder: Holder) -> bool:
+        """Hand the old stream's place to ``holder`` (the count is unchanged); False if the
+        old one is no longer held."""
+
+    @abc.abstractmethod
+    async def evict(self, user: str, stream_ids: list[str]) -> int:
+        """Remove holders (of dead nodes); how many were removed."""
+
+    @abc.abstractmethod
+    async def node_heartbeat(self, node: str, until_ms: int) -> None:
+        """This node is alive until ``until_ms``."""
+
+    @abc.abstractmethod
+    async def live_nodes(self, nodes: list[str], at_ms: int) -> set[str]:
+        """Those of ``nodes`` whose heartbeat has not lapsed at ``at_ms``."""

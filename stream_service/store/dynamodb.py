@@ -4,7 +4,11 @@ Items
 - ``S#<id> / meta``: owner, node, status, lease, cancel flag, reader heartbeat, last seq.
 - ``S#<id> / e#<first seq, 10 digits>``: one flushed batch of events (msgpack), written
   with ``attribute_not_exists`` so a retried flush is a no-op.
-- ``U#<user> / slot#<n>``: per-user stream slots, leases that lapse if a node dies.
+- ``U#<user> / streams``: the user's admission record: ``n`` active streams and one
+  ``h_<stream id>`` attribute per stream (``<node>|<created ms>``), so admitting a stream
+  is one conditional update whatever the user's active count.
+- ``N#<node> / node``: a node's heartbeat; holders of a node whose heartbeat lapsed are
+  evicted when they stand in the way of an admission.
 
 boto3 is synchronous; calls run on a dedicated thread pool so the event loop never blocks.
 Retries are boto3's own (adaptive mode, see :mod:`core.aws.clients`).
@@ -23,10 +27,11 @@ from botocore.exceptions import ClientError
 
 from core.aws.errors import conditional_failed
 from stream_service.store.base import (
+    Admission,
+    Holder,
     LeaseLost,
     PollResult,
     ReadResult,
-    Slot,
     StoredEvent,
     StreamMeta,
     StreamStore,
@@ -47,8 +52,25 @@ def _batch_sk(first: int) -> str:
     return f"e#{first:010d}"
 
 
-def _slot_key(user: str, index: int) -> dict[str, Any]:
-    return {"pk": {"S": f"U#{user}"}, "sk": {"S": f"slot#{index:03d}"}}
+def _user_key(user: str) -> dict[str, Any]:
+    return {"pk": {"S": f"U#{user}"}, "sk": {"S": "streams"}}
+
+
+def _node_key(node: str) -> dict[str, Any]:
+    return {"pk": {"S": f"N#{node}"}, "sk": {"S": "node"}}
+
+
+def _holder_value(holder: Holder) -> dict[str, Any]:
+    return {"S": f"{holder.node}|{holder.created_ms}"}
+
+
+def _holders(item: dict[str, Any]) -> list[Holder]:
+    out = []
+    for name, value in item.items():
+        if name.startswith("h_"):
+            node, _, created = value["S"].rpartition("|")
+            out.append(Holder(name[2:], node, int(created)))
+    return out
 
 
 class DynamoStreamStore(StreamStore):
@@ -92,10 +114,21 @@ class DynamoStreamStore(StreamStore):
             ":usage": {"BOOL": meta.include_usage},
             ":exp": {"N": str(self.expires_at())},
         }
+        try:
+            await self._create(meta, values)
+        except ClientError as exc:
+            if conditional_failed(exc):
+                raise LeaseLost(meta.id) from exc
+            raise
+
+    async def _create(self, meta: StreamMeta, values: dict[str, Any]) -> None:
+        values[":running"] = {"S": "running"}
         await self._run(
             self._client.update_item,
             "create",
             Key=_meta_key(meta.id),
+            # A retry that lands after another node declared the stream lost changes nothing.
+            ConditionExpression=("attribute_not_exists(#st) OR (#n = :node AND #st = :running)"),
             UpdateExpression=(
                 "SET #o = :owner, #n = :node, model = :model, #st = :status, "
                 "created_ms = :created, lease_until = :lease, cancel = if_not_exists(cancel, :no), "
@@ -149,7 +182,7 @@ class DynamoStreamStore(StreamStore):
             raise
         return True
 
-    async def read(self, stream_id: str, after_seq: int) -> ReadResult:
+    async def read(self, stream_id: str, after_seq: int, limit: int | None = None) -> ReadResult:
         lower = _batch_sk(max(0, after_seq - self.max_batch + 1))
         events: list[StoredEvent] = []
         kwargs: dict[str, Any] = {
@@ -161,6 +194,8 @@ class DynamoStreamStore(StreamStore):
             },
             "ConsistentRead": True,
         }
+        if limit is not None:  # whole batches: one more than needed covers a partial first
+            kwargs["Limit"] = max(1, -(-limit // self.max_batch)) + 1
         while True:
             out = await self._run(self._client.query, **kwargs)
             for item in out.get("Items", []):
@@ -169,6 +204,8 @@ class DynamoStreamStore(StreamStore):
                 events.extend(e for e in _decoder.decode(item["data"]["B"]) if e[0] > after_seq)
             if "LastEvaluatedKey" not in out:
                 return ReadResult(events)
+            if limit is not None and len(events) >= limit:
+                return ReadResult(events, more=True)
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     async def last_seq(self, stream_id: str) -> int:
@@ -303,46 +340,54 @@ class DynamoStreamStore(StreamStore):
             raise
         return True
 
-    # --- per-user slots ----------------------------------------------------------------
-    async def list_slots(self, user: str) -> list[Slot]:
-        out = await self._run(
-            self._client.query,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
-            ExpressionAttributeValues={":pk": {"S": f"U#{user}"}, ":s": {"S": "slot#"}},
-            ConsistentRead=True,
-        )
-        return [
-            Slot(
-                index=int(item["sk"]["S"][5:]),
-                stream_id=item["stream_id"]["S"],
-                lease_until_ms=int(item["lease_until"]["N"]),
-                created_ms=int(item["created_ms"]["N"]),
-            )
-            for item in out.get("Items", [])
-        ]
-
-    async def claim_slot(
-        self, user: str, slot: Slot, at_ms: int, expect_stream: str | None = None
-    ) -> bool:
-        condition = "attribute_not_exists(pk) OR lease_until < :now OR stream_id = :me"
-        values: dict[str, Any] = {":now": {"N": str(at_ms)}, ":me": {"S": slot.stream_id}}
-        if expect_stream is not None:
-            condition += " OR stream_id = :old"
-            values[":old"] = {"S": expect_stream}
-        item = {
-            **_slot_key(user, slot.index),
-            "stream_id": {"S": slot.stream_id},
-            "lease_until": {"N": str(slot.lease_until_ms)},
-            "created_ms": {"N": str(slot.created_ms)},
-            "expires_at": {"N": str(int(slot.lease_until_ms / 1000) + 3600)},
-        }
+    # --- per-user admission -----------------------------------------------------------
+    async def admit(self, user: str, holder: Holder, limit: int) -> Admission:
         try:
             await self._run(
-                self._client.put_item,
-                "slot",
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
+                self._client.update_item,
+                "admit",
+                Key=_user_key(user),
+                UpdateExpression=(
+                    "SET #h = :h, n = if_not_exists(n, :zero) + :one, expires_at = :exp"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(#h) AND (attribute_not_exists(n) OR n < :limit)"
+                ),
+                ExpressionAttributeNames={"#h": f"h_{holder.stream_id}"},
+                ExpressionAttributeValues={
+                    ":h": _holder_value(holder),
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    ":exp": {"N": str(self.expires_at())},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+            item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if item is None:  # a backend that does not return it: read it
+                out = await self._run(
+                    self._client.get_item, Key=_user_key(user), ConsistentRead=True
+                )
+                item = out.get("Item", {})
+            holders = _holders(item)
+            if any(h.stream_id == holder.stream_id for h in holders):
+                return Admission(True, [])  # a retry of a write that landed
+            return Admission(False, holders)
+        return Admission(True, [])
+
+    async def release(self, user: str, stream_id: str) -> bool:
+        try:
+            await self._run(
+                self._client.update_item,
+                "release",
+                Key=_user_key(user),
+                UpdateExpression="REMOVE #h SET n = n - :one",
+                ConditionExpression="attribute_exists(#h)",
+                ExpressionAttributeNames={"#h": f"h_{stream_id}"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
             )
         except ClientError as exc:
             if conditional_failed(exc):
@@ -350,15 +395,55 @@ class DynamoStreamStore(StreamStore):
             raise
         return True
 
-    async def release_slot(self, user: str, index: int, stream_id: str) -> None:
+    async def replace(self, user: str, old_stream_id: str, holder: Holder) -> bool:
         try:
             await self._run(
-                self._client.delete_item,
-                "slot_release",
-                Key=_slot_key(user, index),
-                ConditionExpression="stream_id = :me",
-                ExpressionAttributeValues={":me": {"S": stream_id}},
+                self._client.update_item,
+                "replace",
+                Key=_user_key(user),
+                UpdateExpression="REMOVE #old SET #new = :h",
+                ConditionExpression="attribute_exists(#old) AND attribute_not_exists(#new)",
+                ExpressionAttributeNames={
+                    "#old": f"h_{old_stream_id}",
+                    "#new": f"h_{holder.stream_id}",
+                },
+                ExpressionAttributeValues={":h": _holder_value(holder)},
             )
         except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
+            if conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def evict(self, user: str, stream_ids: list[str]) -> int:
+        # Each one conditional: a holder released meanwhile is not counted twice.
+        results = await asyncio.gather(*(self.release(user, sid) for sid in stream_ids))
+        return sum(results)
+
+    async def node_heartbeat(self, node: str, until_ms: int) -> None:
+        await self._run(
+            self._client.put_item,
+            "node",
+            Item={
+                **_node_key(node),
+                "until": {"N": str(until_ms)},
+                "expires_at": {"N": str(until_ms // 1000 + 3600)},
+            },
+        )
+
+    async def live_nodes(self, nodes: list[str], at_ms: int) -> set[str]:
+        alive: set[str] = set()
+        for start in range(0, len(nodes), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [_node_key(n) for n in nodes[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                out = await self._run_batch_get(request)
+                for item in out.get("Responses", {}).get(self._table, []):
+                    if int(item["until"]["N"]) >= at_ms:
+                        alive.add(item["pk"]["S"][2:])
+                request = out.get("UnprocessedKeys") or {}
+        return alive

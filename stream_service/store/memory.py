@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 from stream_service.store.base import (
+    Admission,
+    Holder,
     LeaseLost,
     PollResult,
     ReadResult,
-    Slot,
     StoredEvent,
     StreamMeta,
     StreamStore,
@@ -36,7 +37,8 @@ class MemoryStore(StreamStore):
     def __init__(self, *, ttl_s: int = 3600, max_batch: int = 64, latency_s: float = 0.0) -> None:
         super().__init__(ttl_s=ttl_s, max_batch=max_batch)
         self._streams: dict[str, _Stream] = {}
-        self._slots: dict[str, dict[int, Slot]] = {}
+        self._holders: dict[str, dict[str, Holder]] = {}  # user -> stream id -> holder
+        self._nodes: dict[str, int] = {}  # node -> alive until (ms)
         self._early_cancels: set[str] = set()
         self.latency_s = latency_s
         self._next_sweep = 0.0
@@ -61,6 +63,11 @@ class MemoryStore(StreamStore):
     async def create(self, meta: StreamMeta) -> None:
         await self._io()
         self._sweep()
+        current = self._streams.get(meta.id)
+        if current is not None and (
+            current.meta.node != meta.node or current.meta.status != "running"
+        ):
+            raise LeaseLost(meta.id)
         stream = self._streams.setdefault(meta.id, _Stream(copy.copy(meta)))
         self._write("create", stream)
         if meta.id in self._early_cancels:
@@ -83,14 +90,17 @@ class MemoryStore(StreamStore):
         stream.batches[first] = (tuple(events), int(time.time() * 1000))
         return True
 
-    async def read(self, stream_id: str, after_seq: int) -> ReadResult:
+    async def read(self, stream_id: str, after_seq: int, limit: int | None = None) -> ReadResult:
         await self._io()
         stream = self._streams.get(stream_id)
         if stream is None:
             return ReadResult([])
         out: list[StoredEvent] = []
         start = bisect.bisect_left(stream.firsts, after_seq - self.max_batch + 1)
-        for first in stream.firsts[start:]:
+        firsts = stream.firsts[start:]
+        for n, first in enumerate(firsts):
+            if limit is not None and len(out) >= limit:
+                return ReadResult(out, more=n < len(firsts))
             events, _ = stream.batches[first]
             out.extend(e for e in events if e[0] > after_seq)
         return ReadResult(out)
@@ -162,30 +172,42 @@ class MemoryStore(StreamStore):
             return True
         return False
 
-    async def list_slots(self, user: str) -> list[Slot]:
+    # --- per-user admission -----------------------------------------------------------
+    async def admit(self, user: str, holder: Holder, limit: int) -> Admission:
         await self._io()
-        return [copy.copy(s) for s in self._slots.get(user, {}).values()]
+        self._write("admit")
+        holders = self._holders.setdefault(user, {})
+        if holder.stream_id in holders or len(holders) < limit:
+            holders[holder.stream_id] = holder
+            return Admission(True, [])
+        return Admission(False, list(holders.values()))
 
-    async def claim_slot(
-        self, user: str, slot: Slot, at_ms: int, expect_stream: str | None = None
-    ) -> bool:
+    async def release(self, user: str, stream_id: str) -> bool:
         await self._io()
-        self._write("slot")
-        slots = self._slots.setdefault(user, {})
-        current = slots.get(slot.index)
-        ok = (
-            current is None
-            or current.lease_until_ms < at_ms
-            or current.stream_id == slot.stream_id
-            or (expect_stream is not None and current.stream_id == expect_stream)
-        )
-        if ok:
-            slots[slot.index] = copy.copy(slot)
-        return ok
+        self._write("release")
+        holders = self._holders.get(user, {})
+        return holders.pop(stream_id, None) is not None
 
-    async def release_slot(self, user: str, index: int, stream_id: str) -> None:
+    async def replace(self, user: str, old_stream_id: str, holder: Holder) -> bool:
         await self._io()
-        self._write("slot_release")
-        slots = self._slots.get(user, {})
-        if (current := slots.get(index)) and current.stream_id == stream_id:
-            del slots[index]
+        self._write("replace")
+        holders = self._holders.get(user, {})
+        if holders.pop(old_stream_id, None) is None:
+            return False
+        holders[holder.stream_id] = holder
+        return True
+
+    async def evict(self, user: str, stream_ids: list[str]) -> int:
+        await self._io()
+        self._write("evict")
+        holders = self._holders.get(user, {})
+        return sum(holders.pop(sid, None) is not None for sid in stream_ids)
+
+    async def node_heartbeat(self, node: str, until_ms: int) -> None:
+        await self._io()
+        self._write("node")
+        self._nodes[node] = until_ms
+
+    async def live_nodes(self, nodes: list[str], at_ms: int) -> set[str]:
+        await self._io()
+        return {n for n in nodes if self._nodes.get(n, 0) >= at_ms}

@@ -1,4 +1,5 @@
-"""``POST /stream/v1/chat/completions``: OpenAI chunk-format SSE, resumable by ``X-Stream-Id``."""
+"""``POST /stream/v1/chat/completions``: OpenAI chunk-format SSE, resumable by ``X-Stream-Id``;
+``stream: false`` answers a plain completion, within the same per-user limit."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from core.http.auth import AuthPrincipal
-from core.providers import ModelProvider
 from core.schemas.chat import parse_chat_request
-from core.settings import Settings
-from stream_service.engine.engine import StreamEngine
-from stream_service.sse import EventStream, Outlet
+from stream_service.domain.dependencies import AppSettings, Engine, StreamConfig
+from stream_service.engine.types import StopReason
+from stream_service.transports.outlet import Outlet
+from stream_service.transports.sse import EventStream
+from stream_service.transports.sse.formats import openai_chunks
 
 _json = msgspec.json.Encoder()
 
@@ -24,25 +26,27 @@ class StreamChatController(Controller):
     path = "/stream/v1/chat/completions"
 
     @post(status_code=200)
-    async def create(self, request: Request[Any, Any, Any], principal: AuthPrincipal) -> ASGIApp:
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        principal: AuthPrincipal,
+        engine: Engine,
+        settings: AppSettings,
+        stream_config: StreamConfig,
+    ) -> ASGIApp:
         accepted = time.perf_counter()
-        settings: Settings = request.app.state.settings
         chat = parse_chat_request(await request.body(), settings)
-        engine: StreamEngine = request.app.state.engine
         if not chat.stream:  # a plain completion, for clients that share one base URL
-            provider: ModelProvider = engine.provider
-            await provider.require_model(chat.model)
-            result = await provider.complete(chat)
+            result = await engine.complete(principal.sub, chat)
             return ASGIResponse(
                 body=_json.encode(result.body(chat.model)), media_type=MediaType.JSON
             )
         stream = await engine.create(principal.sub, chat, accepted)
         outlet = Outlet()
         try:
-            events = await engine.open(
-                principal.sub, stream.id, 0, openai_format=True, outlet=outlet
-            )
+            opened = await engine.open(principal.sub, stream.id, 0, openai_chunks, sink=outlet)
         except BaseException:
-            await engine.cancel_any(stream.id, "client")  # nobody will ever read it
+            await engine.stop_anywhere(stream.id, StopReason.CLIENT)  # nobody will ever read it
             raise
-        return EventStream(events, {"X-Stream-Id": stream.id}, outlet)
+        headers = {"X-Stream-Id": stream.id}
+        return EventStream(opened, stream_config.retry_ms, headers, outlet)

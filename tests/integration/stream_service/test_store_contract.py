@@ -11,7 +11,7 @@ import pytest
 from core.aws import clients
 from core.aws.tables import ensure_tables
 from core.settings import Settings
-from stream_service.store import LeaseLost, Slot, StreamMeta, StreamStore
+from stream_service.store import Holder, LeaseLost, StreamMeta, StreamStore
 from stream_service.store.base import now_ms
 from stream_service.store.dynamodb import DynamoStreamStore
 from stream_service.store.memory import MemoryStore
@@ -97,16 +97,55 @@ async def test_reader_heartbeats_and_finish(store: StreamStore) -> None:
     )
 
 
-async def test_slots_are_leases(store: StreamStore) -> None:
+async def test_admission_is_one_write_and_counts_exactly(store: StreamStore) -> None:
     now = now_ms()
-    assert await store.claim_slot("bob", Slot(0, "a", now + 10_000, now), now)
-    assert not await store.claim_slot("bob", Slot(0, "b", now + 10_000, now), now)  # taken
-    assert await store.claim_slot(
-        "bob", Slot(0, "b", now + 10_000, now), now, expect_stream="a"
-    )  # replace
-    assert await store.claim_slot("bob", Slot(1, "c", now - 1, now), now)
-    assert await store.claim_slot("bob", Slot(1, "d", now + 10_000, now), now)  # lapsed lease
-    await store.release_slot("bob", 0, "a")  # not a's any more: no effect
-    assert {(s.index, s.stream_id) for s in await store.list_slots("bob")} == {(0, "b"), (1, "d")}
-    await store.release_slot("bob", 0, "b")
-    assert {s.stream_id for s in await store.list_slots("bob")} == {"d"}
+    a, b, c = (Holder(sid, "n1", now + i) for i, sid in enumerate("abc"))
+    assert (await store.admit("bob", a, 2)).admitted
+    assert (await store.admit("bob", a, 2)).admitted  # a retried write changes nothing
+    assert (await store.admit("bob", b, 2)).admitted
+    refused = await store.admit("bob", c, 2)
+    assert not refused.admitted
+    assert {h.stream_id for h in refused.holders} == {"a", "b"}  # who holds the places
+    assert {h.node for h in refused.holders} == {"n1"}
+    assert await store.release("bob", "a")
+    assert not await store.release("bob", "a")  # once
+    assert (await store.admit("bob", c, 2)).admitted
+    # replace: c's place goes to d, the count is unchanged; c's own release is then a no-op
+    d = Holder("d", "n2", now + 9)
+    assert await store.replace("bob", "c", d)
+    assert not await store.replace("bob", "c", Holder("e", "n1", now))
+    assert not await store.release("bob", "c")
+    assert not (await store.admit("bob", Holder("e", "n1", now), 2)).admitted
+    assert await store.evict("bob", ["d", "zzz"]) == 1
+    assert (await store.admit("bob", Holder("e", "n1", now), 2)).admitted
+
+
+async def test_node_heartbeats(store: StreamStore) -> None:
+    now = now_ms()
+    await store.node_heartbeat("alive", now + 10_000)
+    await store.node_heartbeat("dead", now - 1)
+    assert await store.live_nodes(["alive", "dead", "unknown"], now) == {"alive"}
+
+
+async def test_a_late_first_write_never_revives_a_lost_stream(store: StreamStore) -> None:
+    meta = _meta("s5", lease_ms=-1)
+    await store.create(meta)
+    await store.create(meta)  # a retry while it runs: fine
+    assert await store.mark_lost("s5", now_ms())
+    with pytest.raises(LeaseLost):
+        await store.create(meta)
+    stored = await store.get_meta("s5")
+    assert stored is not None
+    assert stored.status == "failed"
+
+
+async def test_reads_are_paged(store: StreamStore) -> None:
+    await store.create(_meta("s6"))
+    for first in range(1, 40, 4):  # batches of 4 (max_batch)
+        await store.append("s6", [(n, "delta", b'{"text":"x"}') for n in range(first, first + 4)])
+    page = await store.read("s6", 5, limit=8)
+    assert page.more
+    assert 8 <= len(page.events) < 40 - 5
+    assert [e[0] for e in page.events] == list(range(6, 6 + len(page.events)))
+    rest = await store.read("s6", page.events[-1][0])
+    assert [e[0] for e in page.events + rest.events] == list(range(6, 41))

@@ -14,8 +14,10 @@ from core.schemas.chat import ChatCompletionRequest, ChatMessage
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine.engine import StreamEngine
-from stream_service.sse import EventStream, Outlet
 from stream_service.store.memory import MemoryStore
+from stream_service.transports.outlet import Outlet
+from stream_service.transports.sse import EventStream, sse_body
+from stream_service.transports.sse.formats import native
 
 
 def _request(prompt: str) -> ChatCompletionRequest:
@@ -51,12 +53,17 @@ async def _drain(body: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in body])
 
 
+async def _body(engine: StreamEngine, stream_id: str, after: int = 0) -> AsyncIterator[bytes]:
+    """The native SSE body of a reader, as the controller serves it (without a Sink)."""
+    return sse_body(await engine.open("u", stream_id, after, native), 1000)
+
+
 async def test_status_event_comes_within_100_ms() -> None:
     engine = await _engine(ttft_s=1.0)
     try:
         start = time.perf_counter()
         stream = await engine.create("u", _request("hello"), start)
-        body = await engine.open("u", stream.id, 0, openai_format=False)
+        body = await _body(engine, stream.id, 0)
         first = b""
         async for chunk in body:
             first += chunk
@@ -72,7 +79,7 @@ async def test_keepalive_comments_while_waiting_for_the_first_token() -> None:
     engine = await _engine(ttft_s=0.5)
     try:
         stream = await engine.create("u", _request("/tokens 2"), time.perf_counter())
-        raw = await _drain(await engine.open("u", stream.id, 0, openai_format=False))
+        raw = await _drain(await _body(engine, stream.id, 0))
         before_first_delta = raw.split(b"event: delta")[0]
         assert before_first_delta.count(b": ping") >= 3
     finally:
@@ -88,7 +95,7 @@ async def test_a_reader_behind_the_memory_window_catches_up_from_the_store() -> 
         await stream.task
         assert len(stream.events) <= 16  # memory stays bounded whatever the stream length
         assert stream.base > 1
-        raw = await _drain(await engine.open("u", stream.id, 0, openai_format=False))
+        raw = await _drain(await _body(engine, stream.id, 0))
         frames = _frames(raw)
         assert [seq for seq, _ in frames] == list(range(1, 203))  # status + 200 deltas + done
         text = "".join(
@@ -109,9 +116,9 @@ async def test_a_finished_stream_keeps_only_its_newest_events_in_memory() -> Non
         await stream.task  # ends after the final flush: everything is stored
         assert len(stream.events) == 10
         assert engine.live.get(stream.id) is stream  # still answered from this node
-        whole = _frames(await _drain(await engine.open("u", stream.id, 0, openai_format=False)))
+        whole = _frames(await _drain(await _body(engine, stream.id, 0)))
         assert [seq for seq, _ in whole] == list(range(1, 103))  # older ones from the store
-        tail = _frames(await _drain(await engine.open("u", stream.id, 95, openai_format=False)))
+        tail = _frames(await _drain(await _body(engine, stream.id, 95)))
         assert tail == [(seq, "delta") for seq in range(96, 102)] + [(102, "done")]
     finally:
         await engine.stop()
@@ -138,10 +145,10 @@ async def test_cancel_ends_with_done_cancelled_and_releases_everything(reason: s
         await asyncio.sleep(0.1)
         result = await engine.cancel("u", stream.id)
         assert result["status"] == "cancelled"
-        frames = _frames(await _drain(await engine.open("u", stream.id, 0, openai_format=False)))
+        frames = _frames(await _drain(await _body(engine, stream.id, 0)))
         assert frames[-1][1] == "done"
         assert engine.metrics.active_streams._value.get() == 0  # type: ignore[attr-defined]
-        assert await engine.store.list_slots("u") == []
+        assert not await engine.store.release("u", stream.id)  # its slot was given back
         assert engine.metrics.connections._value.get() == 0  # type: ignore[attr-defined]
     finally:
         await engine.stop()
@@ -171,8 +178,8 @@ async def _serve(engine: StreamEngine, stream_id: str, client: _Client) -> async
     """Serve the stream's events as the controller does, with the producer writing new
     deltas straight to the caught-up client (its Outlet)."""
     outlet = Outlet()
-    body = await engine.open("u", stream_id, 0, openai_format=False, outlet=outlet)
-    app = EventStream(body, None, outlet)
+    opened = await engine.open("u", stream_id, 0, native, sink=outlet)
+    app = EventStream(opened, 1000, None, outlet)
     scope = {"type": "http"}
     return asyncio.ensure_future(app(scope, client.receive, client.send))  # type: ignore[arg-type]
 
@@ -235,7 +242,7 @@ async def test_a_client_that_leaves_mid_stream_releases_its_reader() -> None:
         await _until(lambda: bool(stream.direct))
         client.gone.set()
         await asyncio.wait_for(served, 5)
-        assert stream.direct == [] and stream.readers == 0
+        assert stream.direct == {} and stream.presence.local == 0
         assert engine.metrics.connections._value.get() == 0  # type: ignore[attr-defined]
     finally:
         await engine.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stream_service.sse import Outlet
+from stream_service.transports.outlet import Outlet
 
 
 class _Server:

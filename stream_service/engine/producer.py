@@ -1,0 +1,147 @@
+"""The producer: runs one stream's upstream call into its :class:`~.live.LiveStream`.
+
+It numbers events 1, 2, 3, ...: ``status`` ``thinking`` at once, a ``delta`` per token (the
+per-token path, kept lean on purpose), and exactly one terminal event: ``done`` (finished,
+or ``cancelled`` when stopped for a client, for lack of readers or by the per-user limit) or
+``error`` (timeouts, drain deadline, upstream errors). A producer stopped because another
+node declared its stream lost appends nothing more: the store has the stream's story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.errors import ApiError
+from core.providers import Finish, ModelProvider, TokenDelta
+from core.schemas.chat import ChatCompletionRequest
+from stream_service.engine import errors
+from stream_service.engine.live import LiveStream
+from stream_service.engine.types import EventKind, StopReason, StreamStatus
+from stream_service.engine.watchdog import Limits
+from stream_service.metrics import StreamMetrics
+
+log = logging.getLogger("rtai.stream.producer")
+
+
+class Producer:
+    def __init__(
+        self,
+        provider: ModelProvider,
+        metrics: StreamMetrics,
+        limits: Limits,
+        *,
+        flush_at: int,
+        flush_soon: Callable[[LiveStream], None],
+        on_end: Callable[[LiveStream], Awaitable[None]],
+    ) -> None:
+        self.provider = provider
+        self.metrics = metrics
+        self.limits = limits
+        self.flush_at = flush_at
+        self._flush_soon = flush_soon
+        self._on_end = on_end
+
+    def start(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
+        stream.task = asyncio.create_task(self.run(stream, request), name=f"produce-{stream.id}")
+
+    @staticmethod
+    def stop(stream: LiveStream, reason: StopReason) -> bool:
+        """Stop the upstream call now (from any task); False if it is already ending."""
+        if stream.finished or stream.stop_reason is not None:
+            return False
+        if stream.task is None or stream.task.done():
+            return False
+        stream.stop_reason = reason
+        stream.task.cancel()
+        return True
+
+    async def run(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
+        timings = stream.timings
+        upstream = self.provider.stream(request)
+        try:
+            stream.append(EventKind.STATUS, {"state": "thinking"})
+            timings.upstream_sent = time.perf_counter()
+            finish: Finish | None = None
+            flush_at = self.flush_at
+            observe_gap = self.metrics.inter_token.observe
+            clock = time.perf_counter
+            async for item in upstream:  # the per-token path
+                if isinstance(item, TokenDelta):
+                    now = clock()
+                    if timings.last_token is None:
+                        timings.first_token = now
+                    else:
+                        observe_gap(now - timings.last_token)
+                    timings.last_token = now
+                    timings.tokens += 1
+                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
+                        self._flush_soon(stream)
+                else:
+                    finish = item
+            self._end(stream, StreamStatus.COMPLETED, EventKind.DONE, self._done(stream, finish))
+        except asyncio.CancelledError:
+            if stream.stop_reason is None:  # not ours: the process is going down
+                stream.stop_reason = StopReason.DRAIN_DEADLINE
+            self._stopped(stream, stream.stop_reason)
+        except ApiError as exc:
+            self._end(stream, StreamStatus.FAILED, EventKind.ERROR, errors.from_api_error(exc))
+        except Exception:
+            log.exception("producer %s failed", stream.id)
+            self._end(stream, StreamStatus.FAILED, EventKind.ERROR, errors.internal_error())
+        finally:
+            with contextlib.suppress(Exception):
+                await upstream.aclose()  # type: ignore[attr-defined]
+            stream.finished = True
+            stream.wake()
+            await asyncio.shield(self._on_end(stream))
+
+    def _stopped(self, stream: LiveStream, reason: StopReason) -> None:
+        if reason is StopReason.LEASE_LOST:
+            stream.lease_lost = True
+            stream.status = StreamStatus.FAILED
+            return
+        if reason.cancels:
+            payload = self._done(stream, None, "cancelled")
+            self._end(stream, StreamStatus.CANCELLED, EventKind.DONE, payload)
+        elif reason is StopReason.DRAIN_DEADLINE:
+            self._end(stream, StreamStatus.FAILED, EventKind.ERROR, errors.producer_lost())
+        else:
+            first = reason is StopReason.FIRST_TOKEN_TIMEOUT
+            limit = self.limits.first_token_s if first else self.limits.idle_s
+            payload = errors.upstream_timeout(first, limit)
+            self._end(stream, StreamStatus.FAILED, EventKind.ERROR, payload)
+
+    @staticmethod
+    def _end(stream: LiveStream, status: StreamStatus, kind: EventKind, payload: Any) -> None:
+        stream.status = status
+        stream.append(kind, payload)
+
+    @staticmethod
+    def _done(
+        stream: LiveStream, finish: Finish | None, reason: str | None = None
+    ) -> dict[str, Any]:
+        t = stream.timings
+        end = time.perf_counter()
+        usage = (
+            {
+                "prompt_tokens": finish.usage.prompt_tokens,
+                "completion_tokens": finish.usage.completion_tokens,
+                "total_tokens": finish.usage.total_tokens,
+            }
+            if finish
+            else None
+        )
+        return {
+            "finish_reason": reason or (finish.reason if finish else "stop"),
+            "usage": usage,
+            "metrics": {
+                "ttft_ms": round((t.first_token - t.accepted) * 1000, 1) if t.first_token else None,
+                "duration_ms": round((end - t.accepted) * 1000, 1),
+                "tokens": t.tokens,
+            },
+        }

@@ -1,0 +1,142 @@
+"""The watchdog: the facts that stop a producer, and the ticks that keep readers alive.
+
+Every ``POLL_INTERVAL_MS`` it reads the cross-node facts of this node's running streams
+from the store (one batched read): a cancel requested on any node, readers heartbeating
+from other nodes. It stops a producer whose upstream sent nothing for
+``UPSTREAM_FIRST_TOKEN_S`` before its first token or ``UPSTREAM_IDLE_S`` between two, or
+that nobody (on any node) has read for ``RESUME_GRACE_S``; and renews each producer's lease
+(a producer that learns it lost its lease stops). Twice per ``KEEPALIVE_S`` it wakes every
+stream's readers, so an idle one can ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from stream_service.engine.live import LiveStream
+from stream_service.engine.types import StopReason
+from stream_service.store import LeaseLost, StreamStore
+from stream_service.store.base import now_ms
+
+log = logging.getLogger("rtai.stream.watchdog")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    keepalive_s: float
+    resume_grace_s: float
+    poll_interval_s: float
+    lease_ttl_s: float
+    first_token_s: float
+    idle_s: float
+
+
+class Watchdog:
+    def __init__(
+        self,
+        store: StreamStore,
+        limits: Limits,
+        *,
+        node: str,
+        streams: Callable[[], Iterable[LiveStream]],
+        stored: Callable[[LiveStream], bool],
+        stop: Callable[[LiveStream, StopReason], None],
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.node = node
+        self._streams = streams
+        self._stored = stored
+        self._stop = stop
+        self._beats: dict[str, float] = {}  # stream id -> last lease renewal (monotonic)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._poll_loop(), name="watchdog-poll"),
+            asyncio.create_task(self._keepalive_loop(), name="watchdog-keepalive"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def forget(self, stream_id: str) -> None:
+        self._beats.pop(stream_id, None)
+
+    async def _keepalive_loop(self) -> None:
+        """Wake idle readers twice per keepalive interval: they ping if silent for half of
+        it, so no connection is ever silent for a whole ``KEEPALIVE_S``."""
+        while True:
+            await asyncio.sleep(self.limits.keepalive_s / 2)
+            for stream in list(self._streams()):
+                stream.wake()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.poll_interval_s)
+            try:
+                await self.check()
+            except Exception:
+                log.warning("watchdog poll failed", exc_info=True)
+
+    def overdue(self, stream: LiveStream, perf_now: float) -> StopReason | None:
+        """Whether the upstream has been silent too long (before or between tokens)."""
+        t = stream.timings
+        if t.last_token is None:
+            if (
+                t.upstream_sent is not None
+                and perf_now - t.upstream_sent > self.limits.first_token_s
+            ):
+                return StopReason.FIRST_TOKEN_TIMEOUT
+        elif perf_now - t.last_token > self.limits.idle_s:
+            return StopReason.UPSTREAM_TIMEOUT
+        return None
+
+    async def check(self) -> None:
+        """One round: facts from the store, timeouts, the grace window, lease renewals."""
+        running = [s for s in self._streams() if not s.finished and self._stored(s)]
+        if not running:
+            return
+        facts = await self.store.poll([s.id for s in running])
+        mono = time.monotonic()
+        perf = time.perf_counter()
+        wall = now_ms()
+        limits = self.limits
+        beats = []
+        for stream in running:
+            presence = stream.presence
+            fact = facts.get(stream.id)
+            if fact is not None:
+                presence.remote_until_ms = fact.reader_until_ms
+                if fact.reader_until_ms >= wall:  # read on another node: the grace restarts
+                    presence.detached_since = mono
+                if fact.cancel:
+                    self._stop(stream, StopReason.CLIENT)
+                    continue
+            if (reason := self.overdue(stream, perf)) is not None:
+                self._stop(stream, reason)
+                continue
+            unread = presence.local == 0 and presence.remote_until_ms < wall
+            if unread and mono - presence.detached_since >= limits.resume_grace_s:
+                self._stop(stream, StopReason.NO_READER)
+                continue
+            last = self._beats.get(stream.id, 0.0)
+            if mono - last >= limits.lease_ttl_s / 3:
+                self._beats[stream.id] = mono
+                beats.append(self._renew(stream, wall + int(limits.lease_ttl_s * 1000)))
+        if beats:
+            await asyncio.gather(*beats, return_exceptions=True)
+
+    async def _renew(self, stream: LiveStream, lease_until: int) -> None:
+        try:
+            # what it has produced so far: a bound for the Last-Event-ID other nodes accept
+            await self.store.heartbeat(stream.id, self.node, lease_until, stream.last_seq)
+        except LeaseLost:
+            log.warning("lost the lease of %s; stopping its producer", stream.id)
+            self._stop(stream, StopReason.LEASE_LOST)
