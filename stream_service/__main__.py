@@ -17,6 +17,7 @@ import socket
 import sys
 from types import FrameType
 
+import prometheus_client
 import uvicorn
 from pydantic import ValidationError
 
@@ -100,8 +101,19 @@ def main(argv: list[str] | None = None) -> None:
         # and never reuses one this side is closing (sporadic 502s). Checked at synth.
         timeout_keep_alive=math.ceil(get_stream_settings().http_keepalive_s),
     )
+    serve_metrics_port(app.state.engine, args.host)
     tune_gc()
     DrainingServer(config, app.state.engine).run()
+
+
+def serve_metrics_port(engine: StreamEngine, host: str) -> None:
+    """``METRICS_PORT``: Prometheus text at ``/metrics`` on a port of its own, for scrapers
+    inside the VPC (the load balancer forwards only the service port). A daemon thread of
+    prometheus_client's own server: a scrape never runs on the event loop."""
+    port = get_stream_settings().metrics_port
+    if port:
+        prometheus_client.start_http_server(port, addr=host, registry=engine.metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def tune_gc() -> None:

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from core.auth.dev import DevTokens
+from devstack.local_aws import free_port
 from tests.integration.stream_service.conftest import StartNode, auth, create
 from tests.support.servers import ProcessServer
 from tests.support.sse import read_sse
@@ -130,3 +131,17 @@ def test_typing_status_first_and_keepalive_while_waiting(
         "rtai_stream_inter_token_seconds_bucket",
     ):
         assert name in metrics, name
+
+
+def test_metrics_are_not_served_to_the_public_path(start_node: StartNode) -> None:
+    """Through any proxy (CloudFront, the ALB) /stream/metrics is an unknown path; the
+    metrics live on METRICS_PORT, which only the VPC reaches in AWS."""
+    metrics_port = free_port()
+    node = start_node(NODE_ID="metrics-port", METRICS_PORT=str(metrics_port))
+    for proxied in ({"X-Forwarded-For": "203.0.113.9"}, {"X-Amz-Cf-Id": "abc"}, {"Via": "1.1 x"}):
+        response = httpx.get(f"{node.url}/stream/metrics", headers=proxied)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert scraped.status_code == 200
+    assert "rtai_stream_active_streams" in scraped.text
