@@ -36,11 +36,22 @@ class StreamSettings(BaseSettings):
     poll_interval_ms: int = Field(default=250, ge=20, le=5000)
     # How often a reader on a non-producer node looks for new events in the store.
     tail_interval_ms: int = Field(default=150, ge=20, le=5000)
-    # Slots (per-user stream limit) are leases too; renewed well inside their TTL.
+    # Per-user stream slots are held by nodes: a node heartbeats every third of this, and the
+    # slots of a node silent this long are freed by the next create that needs them.
     slot_ttl_s: float = Field(default=30.0, gt=0)
-    # An upstream silent this long (before or between tokens) is given up: error
-    # `upstream_timeout`, retryable. Checked by the poll loop, not per socket read.
+    # An upstream silent this long between two tokens is given up: error `upstream_timeout`,
+    # retryable. Checked by the watchdog's poll, not per socket read.
     upstream_idle_s: float = Field(default=60.0, gt=0)
+    # ...and before its first token (reasoning models think for minutes); keepalives flow.
+    upstream_first_token_s: float = Field(default=600.0, gt=0)
+    # A non-streaming call (`stream: false` on the stream service) is given up after this.
+    upstream_complete_s: float = Field(default=120.0, gt=0)
+    # Open readers (SSE connections, WebSocket subscriptions) per node: of one stream, of
+    # one user. Beyond: 429 `too_many_readers`.
+    max_readers_per_stream: int = Field(default=32, ge=1)
+    max_readers_per_user: int = Field(default=64, ge=1)
+    # A resume reads the store in pages of about this many events, sent as they come.
+    resume_page_events: int = Field(default=512, ge=16, le=10_000)
     # Events kept in memory per stream; older ones are served from the store.
     memory_window: int = Field(default=4096, ge=16)
     # How long a finished stream stays in memory for fast resumes.
