@@ -32,11 +32,14 @@ class Conn:
     def typing(self) -> list[tuple[str, bool]]:
         return [(f["user"], f["active"]) for f in self.of("typing")]
 
-    async def wait(self, match: dict[str, Any], within: float = 5.0) -> dict[str, Any]:
-        """The first frame (already received or coming) that has all of ``match``'s items."""
+    async def wait(
+        self, match: dict[str, Any], within: float = 5.0, since: int = 0
+    ) -> dict[str, Any]:
+        """The first frame from index ``since`` on (already received or coming) that has
+        all of ``match``'s items."""
         async with asyncio.timeout(within):
             while True:
-                for frame in self.frames:
+                for frame in self.frames[since:]:
                     if all(frame.get(k) == v for k, v in match.items()):
                         return frame
                 self._changed.clear()
