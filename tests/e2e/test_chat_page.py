@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
-from typing import Any
 
-import httpx
 import pytest
 
 from core.settings import Settings
@@ -17,6 +14,15 @@ from tests.e2e.conftest import (
     LoopServer,
     expected_reply,
     screenshot,
+)
+from tests.e2e.pagekit import (
+    expect,
+    last_assistant,
+    reply_text,
+    send,
+    stream_status,
+    wait_reply_done,
+    wait_words,
 )
 from tests.support.servers import ThreadServer
 
@@ -32,67 +38,12 @@ OFFLINE_NOISE = r"net::ERR_INTERNET_DISCONNECTED"
 RESTART_NOISE = r"net::ERR_CONNECTION_REFUSED|responded with a status of 503"
 
 
-def expect(locator: Any) -> Any:
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect(locator)
-
-
-def send(page: Any, text: str) -> float:
-    page.get_by_test_id("composer-input").fill(text)
-    started = time.monotonic()
-    page.get_by_test_id("send").click()
-    return started
-
-
-def reply_text(page: Any) -> str:
-    return page.get_by_test_id("assistant-message").last.evaluate("el => el.textContent")
-
-
-def wait_reply_done(page: Any, count: int = 1, timeout: float = 15_000) -> None:
-    """Until ``count`` replies have ended (done or error) and none is streaming."""
-    page.wait_for_function(
-        "n => window.rtaiChat && !window.rtaiChat.busy"
-        " && window.rtaiChat.state.messages.filter(m => m.role === 'assistant').length >= n",
-        arg=count,
-        timeout=timeout,
-    )
-
-
-def wait_words(page: Any, n: int) -> None:
-    page.wait_for_function(
-        "n => { const m = document.querySelectorAll('[data-testid=assistant-message]');"
-        " const t = m.length ? m[m.length - 1].textContent : '';"
-        " return t.trim().split(/\\s+/).filter(Boolean).length >= n; }",
-        arg=n,
-    )
-
-
-def page_token(page: Any) -> str:
-    return json.loads(page.evaluate("localStorage.getItem('rtai.auth')"))["token"]
-
-
-def stream_status(base_url: str, page: Any, stream_id: str) -> dict[str, Any]:
-    res = httpx.get(
-        f"{base_url}/stream/v1/streams/{stream_id}",
-        headers={"Authorization": f"Bearer {page_token(page)}"},
-        timeout=5,
-    )
-    res.raise_for_status()
-    return res.json()
-
-
-def last_assistant(page: Any) -> dict[str, Any]:
-    state = page.evaluate("window.rtaiChat.state")
-    return [m for m in state["messages"] if m["role"] == "assistant"][-1]
-
-
 def test_typing_then_streamed_text_ttft_and_markdown(dev_server: ThreadServer, make_page) -> None:
     page, _ = make_page(dev_server.url)
     page.goto("/")
     expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
     expect(page.get_by_test_id("transport")).to_have_value("sse")
-    expect(page.locator("[data-testid=transport] option[value=ws]")).to_be_disabled()
+    expect(page.locator("[data-testid=transport] option[value=ws]")).to_be_enabled()
     expect(page.get_by_test_id("mic")).to_be_disabled()
     expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
 

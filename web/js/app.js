@@ -1,33 +1,46 @@
-// The page's wiring: builds the clients (transport/), the conversation (chat/) and the views
-// (view/), and connects them. No logic of its own beyond choosing what runs.
+// The page's wiring: builds the clients (transport/), the private chat (chat/), rooms
+// (rooms/) and the views (view/), and connects them. No logic of its own beyond choosing
+// what runs: a `#room=<id>` in the URL means that room (over WebSocket), else the private
+// chat over the transport picked in the `transport` select.
 
-import { devTokenSource } from "./auth.js";
+import { devTokenSource, tokenSubject } from "./auth.js";
 import { PrivateChat } from "./chat/private-chat.js";
 import { ConversationStore } from "./chat/store.js";
-import { SseTransport } from "./chat/transports.js";
+import { SseTransport, WsTransport } from "./chat/transports.js";
+import { RoomSession } from "./rooms/room-session.js";
 import { ApiClient, ApiError } from "./transport/http.js";
 import { StreamClient } from "./transport/sse-client.js";
+import { WsClient } from "./transport/ws-client.js";
 import { ChatView } from "./view/chat-view.js";
 import { Composer } from "./view/composer.js";
 import { MetricsView } from "./view/metrics-view.js";
+import { RoomView } from "./view/room-view.js";
 
 const API_BASE = document.querySelector('meta[name="rtai-api-base"]')?.content || "";
 const DEFAULT_MODEL = "local-model";
+const TRANSPORT_KEY = "rtai.transport"; // sessionStorage: the tab's transport survives reloads
 
 // The token source: swap devTokenSource for your identity provider (see js/auth.js).
 const getToken = devTokenSource({ baseUrl: API_BASE });
 const api = new ApiClient({ baseUrl: API_BASE, getToken });
-const transports = { sse: new SseTransport(new StreamClient({ api })) };
+const ws = new WsClient({ api });
+const transports = { sse: new SseTransport(new StreamClient({ api })), ws: new WsTransport(ws) };
 
 const view = new ChatView();
 const metrics = new MetricsView();
 const store = new ConversationStore();
 const transportSelect = document.getElementById("transport");
 let model = DEFAULT_MODEL;
+let me = null;
+
+const usesWs = () => transportSelect.value === "ws" || room.id !== null;
+const busy = () => (room.id ? room.busy : chat.busy);
 
 function idleConnection() {
-  if (chat.busy) return;
-  view.setConnection(navigator.onLine ? "connected" : "offline");
+  if (busy()) return;
+  if (!navigator.onLine) view.setConnection("offline");
+  else if (usesWs() && ["reconnecting", "offline", "connecting"].includes(ws.state)) view.setConnection(ws.state);
+  else view.setConnection("connected");
 }
 
 const chat = new PrivateChat({
@@ -42,48 +55,152 @@ const chat = new PrivateChat({
   focusInput: (restore) => composer.focus(restore),
 });
 
-const composer = new Composer({
-  onSubmit: (content) => chat.send(content),
-  onStop: () => chat.stop(),
-  isBusy: () => chat.busy,
+const room = new RoomSession({
+  api,
+  ws,
+  view,
+  roomView: null, // set below (the view reports intents back to this wiring)
+  store,
+  metrics,
+  me: () => me,
+  model: () => model,
+  focusInput: (restore) => composer.focus(restore),
 });
 
+room.roomView = new RoomView({
+  onJoin: (id) => openRoom(id),
+  onCreate: async () => {
+    try {
+      openRoom(await room.create());
+    } catch (err) {
+      view.notify(`Could not create a room: ${err.message}`);
+    }
+  },
+  onLeave: () => openRoom(null),
+  onAddMember: (user) => room.addMember(user),
+});
+
+const composer = new Composer({
+  onSubmit: (content) => (room.id ? room.send(content) : chat.send(content)),
+  onStop: () => (room.id ? room.stop() : chat.stop()),
+  isBusy: busy,
+  onInput: () => room.userTyping(),
+  onBlur: () => room.userStoppedTyping(),
+});
+
+// ---- which conversation: a room (#room=<id>) or the private chat ----------------------------
+function roomFromHash() {
+  const match = /(?:^#|&)room=([^&]+)/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+/** Put the room in the URL (a shareable link); the hashchange handler shows it. */
+function openRoom(id) {
+  const hash = id ? `#room=${encodeURIComponent(id)}` : "";
+  if (location.hash === hash || (!id && !location.hash)) {
+    showConversation();
+    return;
+  }
+  if (id) location.hash = hash;
+  else history.pushState(null, "", location.pathname + location.search);
+  showConversation();
+}
+
+function showConversation() {
+  const id = roomFromHash();
+  if (id) {
+    if (room.id === id) return;
+    chat.detach(); // a private reply in flight keeps running; it resumes when we come back
+    setTransport("ws");
+    room.join(id);
+  } else if (room.id) {
+    room.leave();
+    chat.render();
+  }
+  idleConnection();
+}
+
+function setTransport(name) {
+  transportSelect.value = name;
+  try {
+    sessionStorage.setItem(TRANSPORT_KEY, name);
+  } catch {
+    /* storage disabled: the choice lasts until the reload */
+  }
+  if (name === "ws") ws.connect().catch(() => {});
+}
+
+window.addEventListener("hashchange", showConversation);
+transportSelect.addEventListener("change", () => {
+  setTransport(transportSelect.value);
+  if (transportSelect.value === "sse" && room.id) openRoom(null);
+  idleConnection();
+});
+ws.on("connection", (state) => {
+  if (state === "unavailable") view.notify("The WebSocket transport is not available on this server.");
+  if (state === "connected" && room.id) view.notify("");
+  idleConnection();
+});
 window.addEventListener("online", idleConnection);
 window.addEventListener("offline", idleConnection);
-document.getElementById("new-chat").addEventListener("click", () => chat.newChat());
+document.getElementById("new-chat").addEventListener("click", () => {
+  if (room.id) openRoom(null);
+  else chat.newChat();
+});
 
 async function start() {
-  chat.render();
-  if (!chat.busy) view.setConnection(navigator.onLine ? "connecting" : "offline");
+  const saved = (() => {
+    try {
+      return sessionStorage.getItem(TRANSPORT_KEY);
+    } catch {
+      return null;
+    }
+  })();
+  if (saved === "ws" || saved === "sse") transportSelect.value = saved;
+  if (!roomFromHash()) chat.render();
+  if (!busy()) view.setConnection(navigator.onLine ? "connecting" : "offline");
+  let reachable = true;
   try {
+    me = tokenSubject(await getToken());
+    room.roomView.setMe(me);
     const body = await api.request("GET", "/api/v1/models");
     const ids = (body.data || []).map((m) => m.id);
     if (ids.length && !ids.includes(model)) model = ids[0];
-    idleConnection();
   } catch (err) {
     if (err instanceof ApiError) {
-      // The server answered: we are online, the request itself failed.
-      idleConnection();
-      view.notify(`Sign-in failed: ${err.message}`);
-    } else if (!chat.busy) {
-      view.setConnection("offline", "server unreachable");
+      view.notify(`Sign-in failed: ${err.message}`); // the server answered: we are online
+    } else {
+      reachable = false;
+      if (!busy()) view.setConnection("offline", "server unreachable");
     }
   }
   view.setModel(model);
+  if (roomFromHash()) showConversation();
+  else if (transportSelect.value === "ws") ws.connect().catch(() => {});
+  if (reachable) idleConnection();
   composer.focus();
 }
 
 start();
 
-// A small hook for tests and for debugging in the console (read-only view of the state).
+// A small hook for tests and for debugging in the console (read-only views of the state).
 window.rtaiChat = {
   get state() {
     return JSON.parse(JSON.stringify(store.state));
   },
   get busy() {
-    return chat.busy;
+    return busy();
   },
   get connection() {
     return view.connection;
+  },
+  get me() {
+    return me;
+  },
+  get room() {
+    return room.id ? { id: room.id, members: [...room.members].sort(), busy: room.busy } : null;
+  },
+  get ws() {
+    return ws.state;
   },
 };

@@ -60,3 +60,15 @@ export function devTokenSource({ baseUrl = "", storage = globalThis.localStorage
     return inflight;
   };
 }
+
+/** The `sub` claim of a JWT (the user id the server sees), or null. Not a verification. */
+export function tokenSubject(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "="));
+    const sub = JSON.parse(json).sub;
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null;
+  }
+}

@@ -47,3 +47,31 @@ export class SseTransport {
     return this.client.cancel(streamId);
   }
 }
+
+/** WebSocket (SPEC 6): chat.send -> stream.created, frames by seq, resume {stream_id, after_seq}. */
+export class WsTransport {
+  constructor(ws) {
+    this.name = "ws";
+    this.ws = ws; // a WsClient (transport/ws-client.js)
+  }
+
+  start(request, handlers) {
+    const started = this.ws.startStream({ ...request, type: "chat.send" }, handlers);
+    return {
+      created: started.created.then(({ streamId }) => ({ streamId, saved: {} })),
+      close: () => started.close(),
+    };
+  }
+
+  resume(saved, handlers) {
+    const follower = this.ws.follow(saved.streamId, handlers, { afterSeq: saved.lastEventId, resume: true });
+    return {
+      created: Promise.resolve({ streamId: saved.streamId, saved: {} }),
+      close: () => follower.close(),
+    };
+  }
+
+  cancel(streamId) {
+    return this.ws.cancel(streamId);
+  }
+}

@@ -57,7 +57,8 @@ export class ReplyView {
     this.paint();
     this.setStreaming(false);
     this.item.classList.toggle("failed", Boolean(msg.error));
-    this.extra.textContent = describeEnd(msg);
+    const end = describeEnd(msg);
+    this.extra.textContent = this.ttftNode.textContent ? end : end.replace(/^ · /, "");
   }
 
   addRetry(onRetry) {
