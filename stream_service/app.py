@@ -20,6 +20,12 @@ from core.settings import Settings, get_settings
 from stream_service.config import StreamSettings, get_stream_settings
 from stream_service.domain.chat.controller import StreamChatController
 from stream_service.domain.ops.controller import healthz, metrics
+from stream_service.domain.rooms import (
+    RoomsController,
+    build_room_service,
+    room_dependencies,
+    room_lifespan,
+)
 from stream_service.domain.streams.controller import StreamsController
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime import realtime_routes
@@ -67,6 +73,7 @@ def create_app(
     )
 
     voice = realtime_routes(settings, registry=engine.metrics.registry)
+    rooms = build_room_service(settings, config, registry=engine.metrics.registry)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -89,14 +96,19 @@ def create_app(
             metrics,
             StreamsController,
             StreamChatController,
+            RoomsController,
             *voice.handlers,
         ],
         # Handlers name what they need (``engine: StreamEngine`` ...); nothing reaches into
         # ``app.state`` for a service.
-        dependencies={**PRINCIPAL_DEPENDENCY, **provide_each(services)},
+        dependencies={
+            **PRINCIPAL_DEPENDENCY,
+            **provide_each(services),
+            **room_dependencies(rooms),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_bytes,
-        lifespan=[lifespan, voice.lifespan],
+        lifespan=[lifespan, voice.lifespan, room_lifespan(rooms)],
         state=State(
             {
                 "settings": settings,
