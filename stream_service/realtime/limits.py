@@ -32,8 +32,6 @@ class ClientLimits:
         self._max_bytes = settings.max_event_bytes
         self._rate = EventRate(settings.max_events_per_s, 2 * settings.max_events_per_s)
         self._max_events_per_s = settings.max_events_per_s
-        # base64 of max_append_bytes of audio, plus room for the event's JSON around it
-        self._max_append_b64 = (settings.max_append_bytes + 2) // 3 * 4
         self.max_append_bytes = settings.max_append_bytes
 
     def check_frame(self, frame: str | bytes, event_id: str | None) -> None:
@@ -54,8 +52,9 @@ class ClientLimits:
                 type="rate_limit_error",
             )
 
-    def check_append(self, audio_b64_len: int, event_id: str | None) -> None:
-        if audio_b64_len > self._max_append_b64:
+    def check_append(self, audio_bytes: int, event_id: str | None) -> None:
+        """``audio_bytes``: the decoded size of the event's audio (base64 is 4/3 of it)."""
+        if audio_bytes > self.max_append_bytes:
             raise ProtocolError(
                 f"input_audio_buffer.append carries more than {self.max_append_bytes} bytes of "
                 "audio (REALTIME_MAX_APPEND_BYTES); send smaller chunks.",

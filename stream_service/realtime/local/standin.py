@@ -188,7 +188,7 @@ class LocalVoice:
     # --- input audio --------------------------------------------------------------------
 
     def _append(self, event: AudioAppend) -> None:
-        self._limits.check_append((len(event.audio) // 4) * 3 - 2, event.event_id)
+        self._limits.check_append(len(event.audio) * 3 // 4, event.event_id)
         pcm = decode_audio(event.audio, event.event_id)
         max_ms = int(self._settings.max_input_buffer_s * 1000)
         if len(self._buffer) // BYTES_PER_MS + len(pcm) // BYTES_PER_MS > max_ms:
