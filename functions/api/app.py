@@ -18,6 +18,7 @@ from functions.api.domain.chat.controller import ChatController
 from functions.api.domain.dev_auth.controller import DevTokenController
 from functions.api.domain.files.controller import FilesController
 from functions.api.domain.models.controller import ModelsController
+from functions.api.domain.realtime.controller import RealtimeController
 
 
 @get("/api/healthz", sync_to_thread=False)
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, provider: ModelProvider | None 
         healthz,
         ChatController,
         ModelsController,
+        RealtimeController,
         FilesController,
         BatchesController,
     ]

@@ -1,0 +1,79 @@
+"""``POST /api/v1/realtime/client_secrets``: a short-lived key for the voice socket.
+
+OpenAI's request and response shape: ``{"expires_after": {"anchor": "created_at",
+"seconds"}, "session": {...}}`` -> ``{"value", "expires_at", "session"}``. The key opens
+``/stream/v1/realtime`` as the signed-in user (a browser offers it as the subprotocol
+``openai-insecure-api-key.<value>``); the session configuration travels inside it and is
+applied when the socket opens. The OpenAI key never leaves the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, post
+
+from core.auth.realtime_keys import RealtimeKeys
+from core.errors import InvalidRequest
+from core.http.auth import AuthPrincipal
+from core.settings import Settings
+
+DEFAULT_TTL_S = 600
+MIN_TTL_S = 10
+MAX_TTL_S = 7200
+# The session configuration rides inside the key, which a browser sends in a header.
+MAX_SESSION_BYTES = 4096
+
+
+class ExpiresAfter(msgspec.Struct):
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int = DEFAULT_TTL_S
+
+
+class ClientSecretRequest(msgspec.Struct):
+    expires_after: ExpiresAfter | None = None
+    session: dict[str, Any] | None = None
+
+
+class RealtimeController(Controller):
+    path = "/api/v1/realtime"
+
+    @post("/client_secrets", status_code=200)
+    async def create_client_secret(
+        self, request: Request[Any, Any, Any], principal: AuthPrincipal
+    ) -> dict[str, Any]:
+        body = await request.body()
+        try:
+            data = msgspec.json.decode(body or b"{}", type=ClientSecretRequest)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"Invalid request body: {exc}") from exc
+        ttl = data.expires_after.seconds if data.expires_after else DEFAULT_TTL_S
+        if not MIN_TTL_S <= ttl <= MAX_TTL_S:
+            raise InvalidRequest(
+                f"expires_after.seconds must be between {MIN_TTL_S} and {MAX_TTL_S}.",
+                code="invalid_value",
+                param="expires_after.seconds",
+            )
+        session = dict(data.session or {})
+        kind = session.setdefault("type", "realtime")
+        if kind != "realtime":
+            raise InvalidRequest(
+                "Only 'realtime' sessions are served (session.type).",
+                code="invalid_value",
+                param="session.type",
+            )
+        if len(msgspec.json.encode(session)) > MAX_SESSION_BYTES:
+            raise InvalidRequest(
+                f"session must encode to at most {MAX_SESSION_BYTES} bytes: it travels inside "
+                "the key. Send larger settings with session.update once connected.",
+                code="invalid_value",
+                param="session",
+            )
+        settings: Settings = request.app.state.settings
+        secret = RealtimeKeys(settings.url_token_key).mint(principal.sub, ttl, session)
+        return {
+            "value": secret.value,
+            "expires_at": secret.expires_at,
+            "session": {**session, "object": "realtime.session"},
+        }
