@@ -14,6 +14,7 @@ from core.settings import Settings, get_settings, require_safe_exposure
 from devstack.app import create_dev_app
 from devstack.batch_worker import LocalBatchWorker, ensure_local_batch_resources
 from devstack.local_aws import LocalAws
+from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             http="httptools",
             log_level="warning",
             access_log=False,
+            **uvicorn_ws_options(get_ws_settings(), settings.keepalive_s),
         )
     finally:
         if batch_worker is not None:

@@ -25,6 +25,7 @@ from core.settings import InsecureConfiguration, get_settings, require_safe_expo
 from stream_service.app import create_app
 from stream_service.config import get_stream_settings
 from stream_service.engine.engine import StreamEngine
+from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
 
 log = logging.getLogger("rtai.stream")
 
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         # Above the ALB's idle timeout, so the ALB (not this side) closes idle connections
         # and never reuses one this side is closing (sporadic 502s). Checked at synth.
         timeout_keep_alive=math.ceil(get_stream_settings().http_keepalive_s),
+        # WebSockets: protocol pings every KEEPALIVE_S, the frame size limit (1009 beyond
+        # it), permessage-deflate off unless configured.
+        **uvicorn_ws_options(get_ws_settings(), get_settings().keepalive_s),
     )
     serve_metrics_port(app.state.engine, args.host)
     tune_gc()

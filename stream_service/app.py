@@ -27,11 +27,14 @@ from stream_service.domain.rooms import (
     room_lifespan,
 )
 from stream_service.domain.streams.controller import StreamsController
+from stream_service.domain.ws.controller import ws_chat, ws_ticket
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime import realtime_routes
 from stream_service.store import StreamStore
 from stream_service.store.dynamodb import DynamoStreamStore
 from stream_service.store.memory import MemoryStore
+from stream_service.transports.ws.config import get_ws_settings
+from stream_service.transports.ws.room_replies import RoomReplies
 
 
 def build_store(settings: Settings, config: StreamSettings) -> StreamStore:
@@ -73,7 +76,12 @@ def create_app(
     )
 
     voice = realtime_routes(settings, registry=engine.metrics.registry)
+    ws_config = get_ws_settings()
     rooms = build_room_service(settings, config, registry=engine.metrics.registry)
+    room_model = ws_config.room_model or (settings.models or settings.local_models).split(",")[0]
+    replies = RoomReplies(engine, rooms, room_model.strip())
+    engine.shared_access = replies.may_read  # members read, resume, cancel room replies
+    rooms.set_reply_status(engine.running_position)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -81,14 +89,20 @@ def create_app(
         try:
             yield
         finally:
+            await replies.stop()
             await engine.stop()
 
     url_tokens = UrlTokens(settings.url_token_key, settings.url_token_ttl_s)
+    verifier = build_verifier(settings)
     services: dict[str, Any] = {
         "engine": engine,
         "settings": settings,
         "stream_config": config,
         "url_tokens": url_tokens,
+        "verifier": verifier,
+        "ws_config": ws_config,
+        "ws_tickets": UrlTokens(settings.url_token_key, ws_config.ticket_ttl_s),
+        "room_replies": replies,
     }
     return Litestar(
         route_handlers=[
@@ -97,6 +111,8 @@ def create_app(
             StreamsController,
             StreamChatController,
             RoomsController,
+            ws_ticket,
+            ws_chat,
             *voice.handlers,
         ],
         # Handlers name what they need (``engine: StreamEngine`` ...); nothing reaches into
@@ -114,7 +130,7 @@ def create_app(
                 "settings": settings,
                 "stream_config": config,
                 "engine": engine,
-                "verifier": build_verifier(settings),
+                "verifier": verifier,
                 "url_tokens": url_tokens,
             }
         ),

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from core.schemas.chat import ChatCompletionRequest, new_completion_id
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine import errors
-from stream_service.engine.events import Format, Sink, StreamInfo
+from stream_service.engine.events import Event, Format, Sink, StreamInfo
 from stream_service.engine.live import LiveStream, Timings
 from stream_service.engine.presence import ReaderPresence, Seat
 from stream_service.engine.producer import Producer
@@ -46,6 +46,14 @@ log = logging.getLogger("rtai.stream")
 _json_line = msgspec.json.Encoder()
 
 MakeFormat = Callable[[StreamInfo], Format]
+# May ``user`` read a stream whose owner is ``owner`` (other than themself)? Rooms let
+# every member read the room's replies (owner ``room:<id>``).
+SharedAccess = Callable[[str, str], Awaitable[bool]]
+
+
+async def _owner_only(user: str, owner: str) -> bool:
+    del user, owner
+    return False
 
 
 @dataclass(slots=True)
@@ -143,6 +151,7 @@ class StreamEngine:
             on_end=self._finalize,
         )
         self._background: set[asyncio.Future[None]] = set()
+        self.shared_access: SharedAccess = _owner_only
         store.observe_writes(self.metrics.store_write)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -183,24 +192,36 @@ class StreamEngine:
 
     # --- creating -----------------------------------------------------------------------
     async def create(
-        self, owner: str, request: ChatCompletionRequest, accepted_at: float
+        self,
+        owner: str,
+        request: ChatCompletionRequest,
+        accepted_at: float,
+        *,
+        slot_user: str | None = None,
+        observer: Callable[[Event], None] | None = None,
     ) -> LiveStream:
         """Admit (one store write), then start the upstream call. A refused create (429)
-        sends nothing upstream."""
+        sends nothing upstream. ``slot_user``: whose per-user limit it counts against, when
+        not its owner's (a room's reply counts against the member who asked for it)."""
         if self.draining:
             raise errors.draining()
         await self.provider.require_model(request.model)
         stream_id = uuid.uuid4().hex
-        await self._admit(owner, stream_id)
+        slot_user = slot_user or owner
+        await self._admit(slot_user, stream_id)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         info = StreamInfo(new_completion_id(), request.model, int(time.time()), include_usage)
         stream = LiveStream(
             id=stream_id,
             owner=owner,
+            slot_user=slot_user,
             info=info,
             window=self.config.memory_window,
             timings=Timings(accepted=accepted_at),
+            observer=observer,
         )
+        if observer is not None:  # it reads every event: the stream is never unread
+            stream.presence.attach()
         self.live[stream.id] = stream
         self.producer.start(stream, request)
         self.writer.track(stream)
@@ -260,7 +281,7 @@ class StreamEngine:
             await self.store.request_cancel(stream_id)
 
     async def cancel(self, owner: str, stream_id: str) -> dict[str, Any]:
-        stream = self._local(owner, stream_id)
+        stream = await self._local(owner, stream_id)
         if stream is not None:
             if stream.task and not stream.task.done():
                 self._stop(stream, StopReason.CLIENT)
@@ -275,7 +296,7 @@ class StreamEngine:
         return {"id": stream_id, "status": status.value}
 
     async def describe(self, owner: str, stream_id: str) -> dict[str, Any]:
-        stream = self._local(owner, stream_id)
+        stream = await self._local(owner, stream_id)
         if stream is not None:
             return {
                 "id": stream_id,
@@ -289,13 +310,13 @@ class StreamEngine:
             "last_event_id": await self.store.last_seq(stream_id),
         }
 
-    def _local(self, owner: str, stream_id: str) -> LiveStream | None:
+    async def _local(self, user: str, stream_id: str) -> LiveStream | None:
         """The stream if its producer runs here and still tells its story (a producer that
         lost its lease does not: the store does)."""
         stream = self.live.get(stream_id)
         if stream is None or stream.lease_lost:
             return None
-        if stream.owner != owner:
+        if stream.owner != user and not await self.shared_access(user, stream.owner):
             raise errors.not_found(stream_id)
         return stream
 
@@ -308,9 +329,21 @@ class StreamEngine:
             if meta is not None or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
-        if meta is None or meta.owner != owner:
+        if meta is None or (
+            meta.owner != owner and not await self.shared_access(owner, meta.owner)
+        ):
             raise errors.not_found(stream_id)
         return meta
+
+    async def running_position(self, stream_id: str) -> int | None:
+        """The last seq of a stream that still runs (here or anywhere), else None."""
+        stream = self.live.get(stream_id)
+        if stream is not None and not stream.lease_lost:
+            return None if stream.finished else stream.last_seq
+        meta = await self.store.get_meta(stream_id)
+        if meta is None or await self._settled_status(meta) is not StreamStatus.RUNNING:
+            return None
+        return await self.store.last_seq(stream_id)
 
     async def _settled_status(self, meta: StreamMeta) -> StreamStatus:
         """A running stream whose producer's lease lapsed is failed (one node decides)."""
@@ -334,7 +367,7 @@ class StreamEngine:
         deltas written by the producer directly once it is caught up."""
         if self.draining:
             raise errors.draining("reconnect")
-        stream = self._local(owner, stream_id)
+        stream = await self._local(owner, stream_id)
         if stream is not None:
             if after > stream.last_seq:
                 raise errors.beyond(after, stream.last_seq)
@@ -388,7 +421,7 @@ class StreamEngine:
             stream.window = min(stream.window, self.config.retain_events)
             stream.trim()
             self.watchdog.forget(stream.id)
-            await self.slots.release(stream.owner, stream.id)
+            await self.slots.release(stream.slot_user or stream.owner, stream.id)
             self.metrics.active_streams.dec()
             self.metrics.finished.labels(stream.status.value).inc()
             self.metrics.tokens.inc(t.tokens)
@@ -413,6 +446,9 @@ class StreamEngine:
     def _forget(self, stream: LiveStream) -> None:
         if self.live.get(stream.id) is not stream:
             return
+        if stream.observer is not None:
+            stream.observer = None
+            stream.presence.detach()
         if stream.presence.local == 0:
             del self.live[stream.id]
         else:

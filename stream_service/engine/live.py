@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stream_service.engine.events import Event, Format, Sink, StreamInfo
@@ -50,10 +51,13 @@ class DirectReader:
 @dataclass(eq=False, slots=True)
 class LiveStream:
     id: str
-    owner: str
+    owner: str  # who reads it: a user, or ``room:<id>`` (every member)
     info: StreamInfo
     window: int
     timings: Timings
+    slot_user: str = ""  # whose per-user limit it counts against, when not the owner's
+    # sees every event as it is appended (a room reply's publisher); holds the stream read
+    observer: Callable[[Event], None] | None = None
     events: list[Event] = field(default_factory=list)
     base: int = 1  # seq of events[0]
     flushed_seq: int = 0
@@ -74,6 +78,8 @@ class LiveStream:
     def append(self, kind: EventKind, payload: object) -> Event:
         event = Event.make(self.base + len(self.events), kind, payload)
         self.events.append(event)
+        if self.observer is not None:
+            self.observer(event)
         self.wake()
         return event
 
@@ -83,6 +89,8 @@ class LiveStream:
         seq = self.base + len(self.events)
         event = Event.delta(seq, text)
         self.events.append(event)
+        if self.observer is not None:
+            self.observer(event)
         if self.direct:
             handed_back: list[tuple[Format, DirectReader]] | None = None
             for fmt, readers in self.direct.items():

@@ -1,0 +1,132 @@
+"""One WebSocket connection's outgoing side: a bounded send buffer and the task that
+empties it.
+
+Everything bound for the client (stream events written by a producer directly, frames of
+readers catching up, room traffic from the bus) is handed to :meth:`WsConnection.send`,
+which never waits: it appends to the buffer and wakes the writer. A client that stops
+reading lets the buffer fill; past ``WS_SEND_BUFFER_BYTES`` the socket is closed with
+4008, which tells the client to reconnect and resume by ``seq``. Memory per connection
+stays bounded whatever the client does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("rtai.ws")
+
+SendMessage = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Close codes (docs/streaming.md): what the client should do next.
+CLOSE_UNAUTHORIZED = 4401  # credentials missing or invalid: get a new ticket / token
+CLOSE_SLOW = 4008  # the send buffer overflowed: reconnect, resume by seq
+CLOSE_POLICY = 1008  # kept flooding past the rate limit
+CLOSE_RESTART = 1012  # the node drains (deploy): reconnect (another node), resume by seq
+
+
+class WsConnection:
+    """Implements the room service's ``Member`` and the engine's ``Sink``."""
+
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_send_message",
+        "_wake",
+        "_writer",
+        "close_code",
+        "closed",
+        "limit",
+        "user",
+    )
+
+    def __init__(self, user: str, send_message: SendMessage, limit_bytes: int) -> None:
+        self.user = user
+        self.limit = limit_bytes
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self._send_message = send_message
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        self._wake: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    # --- Member / Sink ------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return False  # a write is buffered at once: never left half-done
+
+    def write(self, frame: bytes) -> bool:
+        return self.send(frame)
+
+    async def settle(self) -> None:
+        return None
+
+    def send(self, frame: bytes) -> bool:
+        """Buffer one frame for the client; False (and the socket closes with 4008) when
+        the buffer is full or the socket is closing."""
+        if self.close_code is not None:
+            return False
+        if self._buffered + len(frame) > self.limit:
+            self.close(CLOSE_SLOW, "send buffer full: reconnect and resume by seq")
+            return False
+        self._buffer.append(frame)
+        self._buffered += len(frame)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        return True
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.user}")
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket (once): frames still buffered are dropped."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self._buffer.clear()
+        self._buffered = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        task = asyncio.ensure_future(self._close(code, reason))
+        task.add_done_callback(lambda _: self.closed.set())
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def stop(self) -> None:
+        """The socket is gone: stop writing."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        buffer = self._buffer
+        send = self._send_message
+        try:
+            while True:
+                if not buffer:
+                    self._wake = loop.create_future()
+                    await self._wake
+                    self._wake = None
+                    continue
+                frame = buffer.popleft()
+                self._buffered -= len(frame)
+                await send({"type": "websocket.send", "text": frame.decode()})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client went away mid-send: the receive side sees it too
+            log.debug("ws send failed", exc_info=True)

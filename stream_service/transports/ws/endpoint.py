@@ -1,0 +1,77 @@
+"""The socket's life: authenticate before the upgrade, then read frames until it closes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import WebSocket
+
+from core.auth import Principal, TokenVerifier, UrlTokens
+from core.errors import ApiError
+from core.http.auth import verify_bearer
+from core.settings import Settings
+from stream_service.engine.engine import StreamEngine
+from stream_service.rooms.service import RoomService
+from stream_service.transports.ws.config import WsSettings
+from stream_service.transports.ws.connection import CLOSE_UNAUTHORIZED, WsConnection
+from stream_service.transports.ws.room_replies import RoomReplies
+from stream_service.transports.ws.session import WsSession
+
+log = logging.getLogger("rtai.ws")
+TICKET_SCOPE = "ws"
+
+
+async def authenticate(
+    socket: WebSocket[Any, Any, Any], verifier: TokenVerifier, tickets: UrlTokens
+) -> Principal | None:
+    """``Authorization: Bearer`` (non-browser clients) or ``?ticket=`` (browsers)."""
+    header = socket.headers.get("authorization")
+    try:
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return None
+            return await verify_bearer(verifier, token.strip())
+        ticket = socket.query_params.get("ticket")
+        if ticket:
+            return tickets.verify(ticket, TICKET_SCOPE)
+    except ApiError:
+        return None
+    return None
+
+
+async def serve(
+    socket: WebSocket[Any, Any, Any],
+    *,
+    engine: StreamEngine,
+    settings: Settings,
+    ws: WsSettings,
+    verifier: TokenVerifier,
+    tickets: UrlTokens,
+    rooms: RoomService | None,
+    replies: RoomReplies | None,
+) -> None:
+    principal = await authenticate(socket, verifier, tickets)
+    if principal is None:
+        # Closed before the upgrade: the client gets HTTP 403 on its handshake.
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
+        return
+    await socket.accept()
+    conn = WsConnection(principal.sub, socket.send, ws.send_buffer_bytes)  # type: ignore[arg-type]
+    session = WsSession(conn, engine, settings, ws, rooms, replies)
+    conn.start()
+    engine.metrics.connections.inc()
+    try:
+        while conn.close_code is None:
+            message = await socket.receive()
+            if message["type"] != "websocket.receive":
+                break  # disconnected
+            text = message.get("text")
+            await session.handle(text if text is not None else message.get("bytes") or b"")
+    except Exception:  # the client went away mid-frame: nothing more to do
+        log.debug("ws receive ended", exc_info=True)
+    finally:
+        engine.metrics.connections.dec()
+        await session.close()
+        await conn.stop()

@@ -1,0 +1,288 @@
+"""One WebSocket client's session: its frames in, its streams and rooms out.
+
+Frames are handled one at a time, in order, within a rate limit. Each stream the client
+reads (one it started, a resume, a room reply) is an engine reader pumped into the
+connection's bounded buffer; the producer writes new deltas to the connection directly
+once that reader has caught up. Room traffic comes from the room service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from core.errors import ApiError
+from core.schemas.chat import parse_chat_request
+from core.settings import Settings
+from stream_service.engine.engine import Opened, StreamEngine
+from stream_service.engine.reader import Signal
+from stream_service.rooms.service import RoomService
+from stream_service.store.rooms_base import RoomError
+from stream_service.transports.ws import protocol
+from stream_service.transports.ws.config import WsSettings
+from stream_service.transports.ws.connection import (
+    CLOSE_POLICY,
+    CLOSE_RESTART,
+    WsConnection,
+)
+from stream_service.transports.ws.format import WsEvents
+from stream_service.transports.ws.protocol import ProtocolError
+from stream_service.transports.ws.rate import RateLimit
+from stream_service.transports.ws.room_replies import RoomReplies
+
+log = logging.getLogger("rtai.ws")
+
+
+class WsSession:
+    def __init__(
+        self,
+        conn: WsConnection,
+        engine: StreamEngine,
+        settings: Settings,
+        ws: WsSettings,
+        rooms: RoomService | None,
+        replies: RoomReplies | None,
+    ) -> None:
+        self.conn = conn
+        self.user = conn.user
+        self.engine = engine
+        self.settings = settings
+        self.ws = ws
+        self.rooms = rooms
+        self.replies = replies
+        self.rate = RateLimit(ws.messages_per_s, ws.message_burst)
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        # the last seq this socket was sent of each stream: room replies arrive from the
+        # bus at most once, so a gap there is filled from the store (a reader from it)
+        self._sent: dict[str, int] = {}
+        self._filling: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.member = RoomMember(self)
+        handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+            "chat.send": self._chat_send,
+            "resume": self._resume,
+            "cancel": self._cancel,
+            "join": self._join,
+            "leave": self._leave,
+            "typing": self._typing,
+            "ping": self._ping,
+        }
+        self._handlers = handlers
+
+    # --- frames in ----------------------------------------------------------------------
+    async def handle(self, data: str | bytes) -> None:
+        """One client frame. Bad frames get an ``error``; the session goes on."""
+        if not self.rate.allow():
+            if self.rate.strikes >= self.ws.rate_strikes:
+                self.conn.close(CLOSE_POLICY, "too many frames: slow down")
+                return
+            self._error("rate_limited", "Too many frames; slow down.")
+            return
+        ref: str | None = None
+        try:
+            kind, raw = protocol.decode(data)
+            ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+            await self._handlers[kind](raw)
+        except ProtocolError as exc:
+            self._error(exc.code, exc.message, exc.ref)
+        except ApiError as exc:
+            self._error(exc.code or "invalid_request", exc.message, ref)
+        except RoomError as exc:
+            self._error(exc.code, str(exc), ref)
+
+    async def _ping(self, raw: dict[str, Any]) -> None:
+        del raw
+        self.conn.send(protocol.PONG)
+
+    async def _chat_send(self, raw: dict[str, Any]) -> None:
+        ref = raw.pop("ref", None)
+        ref = ref if isinstance(ref, str) else None
+        if "room" in raw:
+            raw["ref"] = ref
+            send = protocol.fields(protocol.RoomSend, raw)
+            replies = self._room_replies(ref)
+            stream_id = await replies.start(self.user, send.room, send.content, send.model)
+            self.conn.send(protocol.created_frame(ref, stream_id, send.room))
+            return  # its events reach every member, this one too, through the room
+        try:
+            chat = parse_chat_request(msgspec.json.encode(raw), self.settings)
+        except ApiError as exc:
+            raise ProtocolError("invalid_message", exc.message, ref) from None
+        stream = await self.engine.create(self.user, chat, time.perf_counter())
+        self.conn.send(protocol.created_frame(ref, stream.id, None))
+        await self._read(stream.id, 0)
+
+    async def _resume(self, raw: dict[str, Any]) -> None:
+        resume = protocol.fields(protocol.Resume, raw)
+        await self._read(resume.stream_id, resume.after_seq)
+
+    async def _cancel(self, raw: dict[str, Any]) -> None:
+        cancel = protocol.fields(protocol.Cancel, raw)
+        await self.engine.cancel(self.user, cancel.stream_id)
+
+    async def _join(self, raw: dict[str, Any]) -> None:
+        join = protocol.fields(protocol.Join, raw)
+        await self._rooms(raw).join(self.member, join.room)
+
+    async def _leave(self, raw: dict[str, Any]) -> None:
+        leave = protocol.fields(protocol.Join, raw)
+        await self._rooms(raw).leave(self.member, leave.room)
+
+    async def _typing(self, raw: dict[str, Any]) -> None:
+        typing = protocol.fields(protocol.Typing, raw)
+        await self._rooms(raw).set_typing(self.user, typing.room, typing.active)
+
+    def _rooms(self, raw: dict[str, Any]) -> RoomService:
+        if self.rooms is None:
+            ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+            raise ProtocolError("rooms_unavailable", "Rooms are not enabled here.", ref)
+        return self.rooms
+
+    def _room_replies(self, ref: str | None) -> RoomReplies:
+        if self.replies is None:
+            raise ProtocolError("rooms_unavailable", "Rooms are not enabled here.", ref)
+        return self.replies
+
+    # --- streams out --------------------------------------------------------------------
+    async def _read(self, stream_id: str, after: int) -> None:
+        """Send the stream's events after ``after`` (replacing this socket's reader of it)."""
+        await self._stop_reader(stream_id)
+        try:
+            opened = await self.engine.open(
+                self.user, stream_id, after, lambda _: WsEvents(stream_id), sink=self.conn
+            )
+        except ApiError as exc:
+            self._error(exc.code or "invalid_request", exc.message, None, stream_id)
+            return
+        task = asyncio.create_task(self._pump(opened), name=f"ws-read-{stream_id}")
+        self._readers[stream_id] = task
+        task.add_done_callback(lambda t: self._forget(stream_id, t))
+
+    def _forget(self, stream_id: str, task: asyncio.Task[None]) -> None:
+        if self._readers.get(stream_id) is task:
+            del self._readers[stream_id]
+
+    async def _pump(self, opened: Opened) -> None:
+        fmt = opened.format
+        send = self.conn.send
+        sent = self._sent
+        stream_id = opened.stream_id
+        try:
+            async for item in opened.items:
+                if item.__class__ is list:
+                    for event in item:
+                        if not send(fmt.frame(event)):
+                            return  # the socket is closing
+                    sent[stream_id] = item[-1].seq
+                elif item is Signal.RECONNECT:
+                    self.conn.close(CLOSE_RESTART, "this node is restarting: resume by seq")
+                    return
+                # Signal.PING: the server's protocol pings keep the socket alive
+        finally:
+            await opened.close()
+
+    async def _stop_reader(self, stream_id: str) -> None:
+        task = self._readers.pop(stream_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        """The socket is gone: stop its readers, leave its rooms."""
+        for task in list(self._tasks):
+            task.cancel()
+        for stream_id in list(self._readers):
+            await self._stop_reader(stream_id)
+        if self.rooms is not None:
+            try:
+                await self.rooms.leave_all(self.member)
+            except Exception:
+                log.warning("leaving rooms failed", exc_info=True)
+
+    def _error(
+        self, code: str, message: str, ref: str | None = None, stream_id: str | None = None
+    ) -> None:
+        self.conn.send(protocol.error_frame(code, message, ref, stream_id))
+
+    # --- room traffic -------------------------------------------------------------------
+    def room_event(self, stream_id: str, seq: int, frame: bytes) -> bool:
+        """A live event of a room reply from the bus: sent if it is the next one; dropped if
+        this socket has it (or a reader of that stream is sending it); a gap starts a
+        reader from the store after the last seq sent, which then sends the rest."""
+        if stream_id in self._readers or stream_id in self._filling:
+            return True
+        last = self._sent.get(stream_id, 0)
+        if seq <= last:
+            return True
+        if seq == last + 1:
+            self._sent[stream_id] = seq
+            return self.conn.send(frame)
+        self._filling.add(stream_id)  # until its reader runs, bus frames of it are dropped
+        task = asyncio.ensure_future(self._fill(stream_id, last))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _fill(self, stream_id: str, after: int) -> None:
+        try:
+            await self._read(stream_id, after)
+        finally:
+            self._filling.discard(stream_id)
+
+    def joined(self, streams: list[tuple[str, int]]) -> None:
+        """A ``joined`` went out: the replies still running start after their ``last_seq``
+        (the client resumes the part before it when it wants it)."""
+        for stream_id, last in streams:
+            self._sent[stream_id] = max(self._sent.get(stream_id, 0), last)
+
+
+_EVENT_HEAD = b'{"type":"'
+_JOINED_HEAD = b'{"type":"joined"'
+
+
+class RoomMember:
+    """What the room service sends to (its ``Member``): this socket, with room replies'
+    events checked for gaps on the way (see :meth:`WsSession.room_event`)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: WsSession) -> None:
+        self.session = session
+
+    @property
+    def user(self) -> str:
+        return self.session.user
+
+    def send(self, frame: bytes) -> bool:
+        session = self.session
+        if frame.startswith(_JOINED_HEAD):
+            joined = msgspec.json.decode(frame, type=_Joined)
+            session.joined([(s.stream_id, s.last_seq) for s in joined.streams])
+        elif frame.startswith(_EVENT_HEAD):
+            head = frame[:120]
+            sid_at = head.find(b'"stream_id":"')
+            if sid_at > 0:
+                sid_end = head.index(b'"', sid_at + 13)
+                seq_at = head.index(b'"seq":', sid_end) + 6
+                seq_end = seq_at
+                while head[seq_end : seq_end + 1].isdigit():
+                    seq_end += 1
+                stream_id = head[sid_at + 13 : sid_end].decode()
+                return session.room_event(stream_id, int(head[seq_at:seq_end]), frame)
+        return session.conn.send(frame)
+
+
+class _JoinedStream(msgspec.Struct):
+    stream_id: str
+    last_seq: int
+
+
+class _Joined(msgspec.Struct):
+    streams: list[_JoinedStream] = []
