@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import uvloop
 
-from bench import raise_fd_limit
+from bench import raise_fd_limit, ws_client
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
 from devstack.local_aws import free_port
@@ -160,6 +160,44 @@ async def node_stream(port: int, token: str, tokens: int, run: Run) -> None:
         run.errors += 1
 
 
+async def ws_stream(port: int, token: str, tokens: int, run: Run) -> None:
+    """One stream over ``/stream/v1/ws``: ``chat.send``, then its frames to ``done``."""
+    send = {
+        "type": "chat.send",
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": tokens,
+    }
+    lo, hi = run.window
+    started = time.time_ns()
+    first = True
+    try:
+        reader, writer = await ws_client.connect("127.0.0.1", port, "/stream/v1/ws", token)
+        writer.write(ws_client.frame(json.dumps(send).encode()))
+        async for message in ws_client.messages(reader, writer):
+            now_ns = time.time_ns()
+            stamp = STAMP.search(message)
+            if stamp is not None:
+                emitted = int(stamp.group(1))
+                run.relayed += 1
+                if first and (lo <= started < hi or not run.churn):
+                    run.ttft_ms.append((now_ns - started) / 1e6)
+                first = False
+                if lo <= emitted < hi:
+                    run.latencies_ms.append((now_ns - emitted) / 1e6)
+                    run.tokens += 1
+            elif message.startswith(b'{"type":"done"'):
+                break
+            elif message.startswith(b'{"type":"error"'):
+                run.errors += 1
+                if run.errors <= 3:
+                    print(f"  ws error: {message[:200]!r}", flush=True)
+                break
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError, ws_client.WsClosed):
+        run.errors += 1
+
+
 async def create_stream(port: int, token: str, body: bytes, run: Run) -> str | None:
     """``POST /stream/v1/streams`` on a raw socket (the load generator stays cheap): the
     new stream's events URL, or None (counted as an error) if it was refused."""
@@ -212,6 +250,8 @@ async def run_level(
         for _ in range(streams):
             if kind == "direct":
                 await direct_stream(port, tokens, run)
+            elif kind == "ws":
+                await ws_stream(port, users[index % len(users)], tokens, run)
             else:
                 await node_stream(port, users[index % len(users)], tokens, run)
 
@@ -333,6 +373,42 @@ def mint_token(user: str = "bench") -> str:
     return DevTokens(SECRET, ttl_s=3600).mint(user)
 
 
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    """moto's DynamoDB over HTTP, in a process of its own on the harness's cores."""
+    moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    return start(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        {},
+        f"http://127.0.0.1:{port}/moto-api/",
+        nice=HARNESS_NICE,
+        cpus=HARNESS_CPUS,
+    )
+
+
+async def idle_ws_rss(
+    node_port: int, node_pid: int, users: list[str], count: int
+) -> tuple[float, int]:
+    """Open ``count`` WebSocket connections that do nothing; RSS growth per connection."""
+    before = rss_kb(node_pid)
+    conns = []
+    sem = asyncio.Semaphore(100)
+
+    async def one(token: str) -> None:
+        async with sem:
+            try:
+                _, writer = await ws_client.connect("127.0.0.1", node_port, "/stream/v1/ws", token)
+            except (OSError, ws_client.WsClosed):
+                return
+            conns.append(writer)
+
+    await asyncio.gather(*(one(users[i % len(users)]) for i in range(count)))
+    await asyncio.sleep(1)
+    after = rss_kb(node_pid)
+    for writer in conns:
+        writer.close()
+    return (after - before) / max(1, len(conns)), len(conns)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -341,7 +417,29 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=400, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per stream")
     parser.add_argument("--idle", type=int, default=5000, help="idle streams for the memory figure")
+    parser.add_argument(
+        "--idle-ws", type=int, default=0, help="idle WebSockets for the memory figure"
+    )
     parser.add_argument("--quick", action="store_true", help="small levels, for a smoke run")
+    parser.add_argument(
+        "--store",
+        choices=["memory", "dynamodb"],
+        default="memory",
+        help="the node's store: in memory, or DynamoDB (moto's server over HTTP)",
+    )
+    parser.add_argument(
+        "--users",
+        choices=["many", "one", "both"],
+        default="many",
+        help="one user per stream (many), all streams by one user (one), or each level both ways",
+    )
+    parser.add_argument(
+        "--transports",
+        choices=["sse", "ws", "both"],
+        default="sse",
+        help="read the streams over SSE, over WebSocket, or each level both ways",
+    )
+    parser.add_argument("--name", default=None, help="results file name (default from the options)")
     parser.add_argument(
         "--churn",
         action="store_true",
@@ -377,10 +475,25 @@ def main() -> None:
         "OPENAI_MAX_RETRIES": "0",
         "STREAM_STORE": "memory",
         "MAX_STREAMS_PER_USER": "100000",
+        "MAX_READERS_PER_USER": "100000",
         "AUTH_DEV_SECRET": SECRET,
         "RESUME_GRACE_S": "60",
         "NODE_ID": "bench",
     }
+    moto = None
+    if args.store == "dynamodb":
+        moto_port = free_port()
+        moto = start_moto(moto_port)
+        node_env.update(
+            {
+                "STREAM_STORE": "dynamodb",
+                "DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+                "STREAMS_TABLE": "bench-streams",
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_REGION": "us-east-1",
+            }
+        )
     node = start(
         [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
         node_env,
@@ -392,83 +505,113 @@ def main() -> None:
     os.setpriority(os.PRIO_PROCESS, 0, HARNESS_NICE)
     if HARNESS_CPUS is not None:
         os.sched_setaffinity(0, {int(c) for c in HARNESS_CPUS.split(",")})
-    # One user per stream, as in production (each user's slot records stay small).
-    users = [mint_token(f"bench-{i}") for i in range(max([*levels, args.idle]))]
+    # One user per stream, as in production, or every stream by one user (a backend service).
+    many = [mint_token(f"bench-{i}") for i in range(max([*levels, args.idle, args.idle_ws]))]
+    one = [mint_token("bench-service")]
+    user_modes = ["many", "one"] if args.users == "both" else [args.users]
+    transports = ["sse", "ws"] if args.transports == "both" else [args.transports]
     rows = []
     try:
         for level in levels:
             duration = args.tokens / args.rate
             direct = uvloop.run(
-                run_level("direct", level, duration, up_port, users, args.tokens, args.churn)
+                run_level("direct", level, duration, up_port, many, args.tokens, args.churn)
             )
-            cpu_before = cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
-            wall = time.monotonic()
-            via = uvloop.run(
-                run_level("node", level, duration, node_port, users, args.tokens, args.churn)
-            )
-            wall = time.monotonic() - wall
-            node_cpu = cpu_s(node.pid) - cpu_before[0]
-            harness_cpu = cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
-            row = {
-                "streams": level,
-                "direct_p50": pct(direct.latencies_ms, 0.5),
-                "direct_p99": pct(direct.latencies_ms, 0.99),
-                "node_p50": pct(via.latencies_ms, 0.5),
-                "node_p99": pct(via.latencies_ms, 0.99),
-                "ttft_direct_p50": pct(direct.ttft_ms, 0.5),
-                "ttft_node_p50": pct(via.ttft_ms, 0.5),
-                "tokens": via.tokens,
-                "errors": direct.errors + via.errors,
-                # the node's CPU per relayed token, and its share of a core over the run
-                "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
-                "node_cpu_pct": node_cpu / wall * 100,
-                "harness_cpu_pct": harness_cpu / wall * 100,
-            }
-            row["added_p50"] = row["node_p50"] - row["direct_p50"]
-            row["added_p99"] = row["node_p99"] - row["direct_p99"]
-            row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
-            rows.append(row)
-            print(
-                f"{level:>6} streams: added p50 {row['added_p50']:.2f} ms, p99 {row['added_p99']:.2f} ms, "
-                f"TTFT +{row['ttft_overhead']:.1f} ms, tokens {via.tokens}, errors {row['errors']}, "
-                f"node CPU {row['node_cpu_us_per_token']:.1f} us/token ({row['node_cpu_pct']:.0f}% "
-                f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
-                flush=True,
-            )
+            for mode in user_modes:
+                for transport in transports:
+                    users = one if mode == "one" else many
+                    kind = "ws" if transport == "ws" else "node"
+                    cpu_before = cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
+                    wall = time.monotonic()
+                    via = uvloop.run(
+                        run_level(kind, level, duration, node_port, users, args.tokens, args.churn)
+                    )
+                    wall = time.monotonic() - wall
+                    node_cpu = cpu_s(node.pid) - cpu_before[0]
+                    harness_cpu = (
+                        cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
+                    )
+                    row = {
+                        "streams": level,
+                        "users": mode,
+                        "transport": transport,
+                        "direct_p50": pct(direct.latencies_ms, 0.5),
+                        "direct_p99": pct(direct.latencies_ms, 0.99),
+                        "node_p50": pct(via.latencies_ms, 0.5),
+                        "node_p99": pct(via.latencies_ms, 0.99),
+                        "ttft_direct_p50": pct(direct.ttft_ms, 0.5),
+                        "ttft_node_p50": pct(via.ttft_ms, 0.5),
+                        "tokens": via.tokens,
+                        "errors": direct.errors + via.errors,
+                        # the node's CPU per relayed token, and its share of a core over the run
+                        "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
+                        "node_cpu_pct": node_cpu / wall * 100,
+                        "harness_cpu_pct": harness_cpu / wall * 100,
+                    }
+                    row["added_p50"] = row["node_p50"] - row["direct_p50"]
+                    row["added_p99"] = row["node_p99"] - row["direct_p99"]
+                    row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
+                    rows.append(row)
+                    print(
+                        f"{level:>6} streams ({mode} users, {transport}): added p50 {row['added_p50']:.2f} ms, "
+                        f"p99 {row['added_p99']:.2f} ms, TTFT +{row['ttft_overhead']:.1f} ms, "
+                        f"tokens {via.tokens}, errors {row['errors']}, node CPU "
+                        f"{row['node_cpu_us_per_token']:.1f} us/token ({row['node_cpu_pct']:.0f}% "
+                        f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
+                        flush=True,
+                    )
         metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
         writes = metric_sum(metrics, "rtai_stream_store_writes_total")
         produced = metric_sum(metrics, "rtai_stream_tokens_total")
     finally:
         node.send_signal(signal.SIGKILL)
         upstream.send_signal(signal.SIGKILL)
-    # Idle streams: a fresh node and an upstream that takes 10 minutes to answer.
-    idle_upstream = start(
-        [py, "-m", "bench.upstream_server", "--port", str(idle_up_port), "--ttft", "600"],
-        {},
-        f"http://127.0.0.1:{idle_up_port}/v1/models",
-    )
-    node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
-    node_env["UPSTREAM_IDLE_S"] = "900"  # these streams wait on purpose
-    node = start(
-        [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
-        node_env,
-        f"http://127.0.0.1:{node_port}/stream/healthz",
-    )
-    try:
-        per_stream_kb, held, upstream_held = uvloop.run(
-            idle_rss(node_port, node.pid, users, args.idle, idle_up_port)
+    held = upstream_held = 0
+    per_stream_kb = per_ws_kb = float("nan")
+    ws_held = 0
+    if args.idle or args.idle_ws:
+        # Idle streams: a fresh node and an upstream that takes 10 minutes to answer.
+        idle_upstream = start(
+            [py, "-m", "bench.upstream_server", "--port", str(idle_up_port), "--ttft", "600"],
+            {},
+            f"http://127.0.0.1:{idle_up_port}/v1/models",
         )
-    finally:
-        node.send_signal(signal.SIGKILL)
-        idle_upstream.send_signal(signal.SIGKILL)
+        node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
+        node_env["UPSTREAM_FIRST_TOKEN_S"] = "900"  # these streams wait on purpose
+        node = start(
+            [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
+            node_env,
+            f"http://127.0.0.1:{node_port}/stream/healthz",
+        )
+        try:
+            if args.idle_ws:
+                per_ws_kb, ws_held = uvloop.run(
+                    idle_ws_rss(node_port, node.pid, many, args.idle_ws)
+                )
+            if args.idle:
+                per_stream_kb, held, upstream_held = uvloop.run(
+                    idle_rss(node_port, node.pid, many, args.idle, idle_up_port)
+                )
+        finally:
+            node.send_signal(signal.SIGKILL)
+            idle_upstream.send_signal(signal.SIGKILL)
+    if moto is not None:
+        moto.send_signal(signal.SIGKILL)
 
-    ok = [r["streams"] for r in rows if r["added_p99"] < 50 and r["errors"] == 0]
+    ok = [
+        r["streams"]
+        for r in rows
+        if r["added_p99"] < 50 and r["errors"] == 0 and r["transport"] == "sse"
+    ]
     summary = {
         "rows": rows,
+        "store": args.store,
         "max_streams_p99_added_under_50ms": max(ok) if ok else 0,
         "idle_streams_held": held,
         "idle_upstream_connections": upstream_held,
         "rss_kb_per_idle_stream": per_stream_kb,
+        "idle_ws_held": ws_held,
+        "rss_kb_per_idle_ws": per_ws_kb,
         "store_writes_per_token": writes / produced if produced else float("nan"),
         "tokens_per_stream": args.tokens,
         "rate_per_stream": args.rate,
@@ -476,7 +619,11 @@ def main() -> None:
     }
     table = render_table(summary)
     print(table)
-    name = "stream_bench-churn" if args.churn else "stream_bench"
+    name = args.name or (
+        "stream_bench"
+        + ("-dynamodb" if args.store == "dynamodb" else "")
+        + ("-churn" if args.churn else "")
+    )
     (RESULTS / f"{name}.md").write_text(table)
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     plot(summary, RESULTS / f"{name}.png")
@@ -485,7 +632,8 @@ def main() -> None:
 
 def render_table(s: dict[str, object]) -> str:
     lines = [
-        f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node, 2 cores "
+        f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node "
+        f"({s['store']} store), 2 cores "
         "(load generator and upstream on the same machine); "
         + (
             f"churn: N streams at all times, N / {s['tokens_per_stream'] / s['rate_per_stream']:.0f} "  # type: ignore[operator]
@@ -494,12 +642,12 @@ def render_table(s: dict[str, object]) -> str:
             else "plateau: all N streaming, none starting."
         ),
         "",
-        "| streams | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| streams | users | transport | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | errors |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:  # type: ignore[attr-defined]
         lines.append(
-            f"| {r['streams']} | {r['direct_p50']:.1f} / {r['direct_p99']:.1f} | {r['node_p50']:.1f} / {r['node_p99']:.1f} "
+            f"| {r['streams']} | {r['users']} | {r['transport']} | {r['direct_p50']:.1f} / {r['direct_p99']:.1f} | {r['node_p50']:.1f} / {r['node_p99']:.1f} "
             f"| {r['added_p50']:.1f} / {r['added_p99']:.1f} | {r['ttft_overhead']:.1f} "
             f"| {r['node_cpu_us_per_token']:.1f} ({r['node_cpu_pct']:.0f}%) | {r['errors']} |"
         )
@@ -509,6 +657,7 @@ def render_table(s: dict[str, object]) -> str:
         f"- idle streams held by one process: {s['idle_streams_held']} client connections and "
         f"{s['idle_upstream_connections']} upstream connections; RSS per idle stream: "
         f"{s['rss_kb_per_idle_stream']:.1f} KB",
+        f"- idle WebSockets held: {s['idle_ws_held']}; RSS per idle WebSocket: {s['rss_kb_per_idle_ws']:.1f} KB",
         f"- store writes per token: {s['store_writes_per_token']:.3f}",
         "",
     ]
@@ -521,16 +670,22 @@ def plot(s: dict[str, object], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = s["rows"]  # type: ignore[assignment]
-    x = [r["streams"] for r in rows]  # type: ignore[index,union-attr]
+    rows: list[dict[str, float]] = s["rows"]  # type: ignore[assignment]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label, style in (
-        ("direct_p50", "direct p50", "b--"),
-        ("direct_p99", "direct p99", "b:"),
-        ("node_p50", "via node p50", "r-"),
-        ("node_p99", "via node p99", "r-."),
-    ):
-        ax.plot(x, [r[key] for r in rows], style, marker="o", label=label)  # type: ignore[index,union-attr]
+    first = [
+        r for r in rows if (r["users"], r["transport"]) == (rows[0]["users"], rows[0]["transport"])
+    ]
+    x = [r["streams"] for r in first]
+    ax.plot(x, [r["direct_p50"] for r in first], "b--", marker="o", label="direct p50")
+    ax.plot(x, [r["direct_p99"] for r in first], "b:", marker="o", label="direct p99")
+    colours = iter("rgmck")
+    for users, transport in dict.fromkeys((r["users"], r["transport"]) for r in rows):
+        group = [r for r in rows if (r["users"], r["transport"]) == (users, transport)]
+        colour = next(colours)
+        gx = [r["streams"] for r in group]
+        tag = f"{transport}, {users} users"
+        ax.plot(gx, [r["node_p50"] for r in group], f"{colour}-", marker="o", label=f"{tag} p50")
+        ax.plot(gx, [r["node_p99"] for r in group], f"{colour}-.", marker="o", label=f"{tag} p99")
     ax.set_yscale("log")
     ax.set_xlabel("concurrent streams")
     ax.set_ylabel("token latency, emit to receive (ms, log)")
