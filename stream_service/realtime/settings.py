@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,10 +25,13 @@ class RealtimeSettings(BaseSettings):
     max_sessions_per_user: int = Field(default=2, ge=1)
     # A session's whole length (OpenAI's sessions end after 60 minutes too).
     max_session_s: float = Field(default=3600.0, gt=0)
-    # One client message (a JSON event), in bytes; OpenAI's own cap is 15 MiB.
-    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
-    # Decoded audio bytes in one input_audio_buffer.append (PCM16 24 kHz: 48,000 bytes = 1 s).
-    max_append_bytes: int = Field(default=480_000, ge=4800)
+    # One client event (a JSON text frame), in bytes. Keep it at or below the server's frame
+    # cap for every WebSocket (WS_MAX_MESSAGE_BYTES, 256 KiB): a bigger frame is closed
+    # with 1009 by uvicorn before this check can answer with an error event.
+    max_event_bytes: int = Field(default=200 * 1024, ge=1024)
+    # Decoded audio bytes in one input_audio_buffer.append (PCM16 24 kHz: 48,000 bytes = 1 s;
+    # base64 makes it 4/3 larger on the wire, so it must fit in REALTIME_MAX_EVENT_BYTES).
+    max_append_bytes: int = Field(default=150_000, ge=4800)
     # Client events per second (a token bucket of this rate and a burst of twice it).
     max_events_per_s: float = Field(default=100.0, gt=0)
     # Uncommitted input audio held by the local stand-in (PCM16 24 kHz: 48,000 bytes = 1 s).
@@ -45,6 +48,14 @@ class RealtimeSettings(BaseSettings):
     asr_workers: int = Field(default=1, ge=1, le=16)
     # The relay: how long to wait for the upstream's handshake.
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RealtimeSettings:
+        if self.max_append_bytes * 4 // 3 + 256 > self.max_event_bytes:
+            raise ValueError(
+                "REALTIME_MAX_APPEND_BYTES (as base64) must fit in REALTIME_MAX_EVENT_BYTES"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -13,8 +13,8 @@ from openai import AsyncOpenAI
 from core.auth.dev import DevTokens
 from core.auth.realtime_keys import RealtimeKeys
 from core.settings import DEV_SECRET_DEFAULT
-from tests.integration.realtime.speech import require_espeak
 from tests.support.servers import ProcessServer
+from tests.support.speech import require_espeak
 
 MODEL = "gpt-realtime"
 GRACE_S = 2.0

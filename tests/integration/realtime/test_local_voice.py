@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.realtime.client import Events, stream_audio
 from tests.integration.realtime.conftest import Connect
-from tests.integration.realtime.speech import silence, speech, speech_ms
+from tests.support.speech import silence, speech, speech_ms
 
 pytestmark = pytest.mark.slow
 
@@ -307,7 +307,7 @@ async def test_bad_events_get_errors_and_the_session_goes_on(connect: Connect) -
         assert error.error.event_id == "evt_threshold"
 
         # limits: audio per append, then events per second (20/s, bursts of 40)
-        big = "A" * (480_000 // 3 * 4 + 400)
+        big = "A" * (150_000 // 3 * 4 + 400)  # REALTIME_MAX_APPEND_BYTES
         await ws.send(
             f'{{"type":"input_audio_buffer.append","event_id":"evt_big","audio":"{big}"}}'
         )

@@ -1,0 +1,161 @@
+"""A scripted OpenAI Realtime upstream (a WebSocket server), for relay tests and the voice
+benchmark.
+
+It answers ``/v1/realtime?model=...`` with ``session.created``, records every connection
+(path, headers, frames received, when it closed), and reacts to a few client events:
+
+- ``response.create``: a reply of ``audio_frames`` audio deltas (20 ms of PCM16 each),
+  one every 20 ms (real time), then ``response.done``. Each delta carries
+  ``x_sent_ns`` (``time.monotonic_ns()`` at send) so a client can time the path.
+- ``test.echo``: answered with ``test.echoed`` carrying the event received.
+- ``test.drop``: the upstream cuts the TCP connection (a crash); ``test.close`` closes it
+  with code 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+FRAME_MS = 20
+FRAME_AUDIO = base64.b64encode(b"\x01\x00" * (24 * FRAME_MS)).decode()
+
+
+@dataclass
+class Connection:
+    path: str
+    headers: dict[str, str]
+    frames: list[str] = field(default_factory=list)
+    closed_at: float | None = None
+
+
+class RealtimeUpstream:
+    def __init__(self, audio_frames: int = 25) -> None:
+        self.audio_frames = audio_frames
+        self.connections: list[Connection] = []
+        self._ids = itertools.count(1)
+
+    def _event(self, **event: Any) -> str:
+        event["event_id"] = f"event_up_{next(self._ids)}"
+        return json.dumps(event)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        record = Connection(request.path, {k.lower(): v for k, v in request.headers.raw_items()})
+        self.connections.append(record)
+        model = request.path.partition("model=")[2].split("&")[0]
+        replies: list[asyncio.Task[None]] = []
+        try:
+            await ws.send(
+                self._event(
+                    type="session.created",
+                    session={
+                        "type": "realtime",
+                        "object": "realtime.session",
+                        "id": "sess_upstream_1",
+                        "model": model,
+                    },
+                )
+            )
+            async for message in ws:
+                frame = message if isinstance(message, str) else message.decode()
+                record.frames.append(frame)
+                event = json.loads(frame)
+                kind = event.get("type")
+                if kind == "test.drop":
+                    ws.transport.abort()
+                    return
+                if kind == "test.close":
+                    await ws.close(1011, "upstream failure")
+                    return
+                if kind == "test.echo":
+                    await ws.send(self._event(type="test.echoed", received=event))
+                elif kind == "response.create":
+                    replies.append(asyncio.create_task(self._reply(ws)))
+        except Exception:  # a dropped client: recorded below
+            pass
+        finally:
+            for task in replies:
+                task.cancel()
+            record.closed_at = time.monotonic()
+
+    async def _reply(self, ws: ServerConnection) -> None:
+        response_id = f"resp_up_{next(self._ids)}"
+        ids = {
+            "response_id": response_id,
+            "item_id": "item_up",
+            "output_index": 0,
+            "content_index": 0,
+        }
+        await ws.send(
+            self._event(
+                type="response.created", response={"id": response_id, "status": "in_progress"}
+            )
+        )
+        start = time.monotonic()
+        for n in range(self.audio_frames):
+            delay = start + n * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await ws.send(
+                self._event(
+                    type="response.output_audio.delta",
+                    delta=FRAME_AUDIO,
+                    x_sent_ns=time.monotonic_ns(),
+                    **ids,
+                )
+            )
+        await ws.send(
+            self._event(type="response.done", response={"id": response_id, "status": "completed"})
+        )
+
+
+class RealtimeUpstreamServer:
+    """The upstream on 127.0.0.1 in its own thread and event loop."""
+
+    def __init__(self, upstream: RealtimeUpstream, port: int = 0) -> None:
+        self.upstream = upstream
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    def __enter__(self) -> RealtimeUpstreamServer:
+        self._thread.start()
+
+        async def start() -> Server:
+            return await serve(
+                self.upstream.handler, "127.0.0.1", self._port, max_size=None, compression=None
+            )
+
+        self._server = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        server = self._server
+        if server is not None:
+
+            async def stop() -> None:
+                server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 5)
+
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
