@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint typecheck fmt lock bench synth system-deps clean help
+.PHONY: dev test lint typecheck fmt lock bench bench-stream bench-dynamodb bench-rooms synth system-deps clean help
 
 help:
 	@echo "make dev | test | lint | typecheck | bench | synth | lock | clean"
@@ -42,10 +42,22 @@ typecheck: $(STAMP)
 test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The stream service under load: prints a table, writes bench/results/stream_bench.{md,json,png}.
-# BENCH_ARGS="--quick" for a smoke run.
-bench: $(STAMP)
-	$(PY) -m bench.stream_bench $(BENCH_ARGS)
+# Everything under load, in one run; each part prints a table and writes bench/results/:
+#   bench-stream    one node, SSE and WebSocket per level, idle memory (stream_bench.*);
+#                   BENCH_ARGS="--quick" for a smoke run, or e.g. "--levels 1000 --idle 50"
+#   bench-dynamodb  the DynamoDB store (moto's server): 100 and 500 streams as one user and
+#                   as many users (stream_bench-dynamodb.*)
+#   bench-rooms     room fan-out, presence and typing across two nodes (room_bench.*)
+bench: bench-stream bench-dynamodb bench-rooms
+
+bench-stream: $(STAMP)
+	$(PY) -m bench.stream_bench --transports both --idle-ws 5000 $(BENCH_ARGS)
+
+bench-dynamodb: $(STAMP)
+	$(PY) -m bench.stream_bench --store dynamodb --users both --levels 100,500 --idle 0
+
+bench-rooms: $(STAMP) system-deps
+	$(PY) -m bench.room_bench
 
 lock: $(STAMP)
 	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --extra voice --python-version 3.11 -o requirements.lock

@@ -15,9 +15,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--ttft", type=float, default=0.05)
+    parser.add_argument("--tokens", type=int, default=20, help="tokens when max_tokens is unset")
     args = parser.parse_args()
     raise_fd_limit()
-    app = ScriptedUpstream(ttft_s=args.ttft, interval_s=args.interval, stamp=True)
+    app = ScriptedUpstream(
+        ttft_s=args.ttft, interval_s=args.interval, stamp=True, default_tokens=args.tokens
+    )
     uvicorn.run(
         app,
         host="127.0.0.1",
