@@ -72,6 +72,9 @@ def decode(data: str | bytes) -> tuple[str, dict[str, Any]]:
 def fields(kind: type[Any], raw: dict[str, Any]) -> Any:
     """The frame's fields as ``kind`` (a Struct), or :class:`ProtocolError`."""
     ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+    if "ref" in raw and "ref" not in kind.__struct_fields__:
+        # `ref` is the envelope's (echoed on errors) on any frame, not an unknown field
+        raw = {key: item for key, item in raw.items() if key != "ref"}
     try:
         value = msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
