@@ -44,7 +44,8 @@ def test_typing_then_streamed_text_ttft_and_markdown(dev_server: ThreadServer, m
     expect(page.get_by_test_id("connection-status")).to_contain_text("connected")
     expect(page.get_by_test_id("transport")).to_have_value("sse")
     expect(page.locator("[data-testid=transport] option[value=ws]")).to_be_enabled()
-    expect(page.get_by_test_id("mic")).to_be_disabled()
+    expect(page.get_by_test_id("mic")).to_be_enabled()
+    expect(page.get_by_test_id("voice-state")).to_have_text("idle")
     expect(page.get_by_test_id("typing-indicator")).to_be_hidden()
 
     prompt = "/tokens 24"

@@ -15,8 +15,13 @@ import { ChatView } from "./view/chat-view.js";
 import { Composer } from "./view/composer.js";
 import { MetricsView } from "./view/metrics-view.js";
 import { RoomView } from "./view/room-view.js";
+import { VoiceView } from "./view/voice-view.js";
+import { VoiceSession } from "./voice/voice-session.js";
 
 const API_BASE = document.querySelector('meta[name="rtai-api-base"]')?.content || "";
+const VOICE_MODEL = document.querySelector('meta[name="rtai-voice-model"]')?.content || "gpt-realtime";
+// ?audio=raw: the microphone without echo cancellation, noise suppression and gain control.
+const RAW_AUDIO = new URLSearchParams(location.search).get("audio") === "raw";
 const DEFAULT_MODEL = "local-model";
 const TRANSPORT_KEY = "rtai.transport"; // sessionStorage: the tab's transport survives reloads
 
@@ -86,6 +91,30 @@ const composer = new Composer({
   isBusy: busy,
   onInput: () => room.userTyping(),
   onBlur: () => room.userStoppedTyping(),
+});
+
+// ---- voice ---------------------------------------------------------------------------------
+const voiceView = new VoiceView({
+  chatView: view,
+  onToggle: async (on) => {
+    voiceView.setOn(on);
+    if (on) await voice.start();
+    else await voice.stop();
+    voiceView.setOn(voice.active);
+  },
+});
+const voice = new VoiceSession({
+  api,
+  model: () => VOICE_MODEL,
+  raw: RAW_AUDIO,
+  ui: {
+    setState: (state) => voiceView.setState(state),
+    setLatency: (ms) => voiceView.setLatency(ms),
+    setConnection: (state) => voiceView.setConnection(state),
+    notify: (text) => view.notify(text),
+    userTurn: () => voiceView.userTurn(),
+    assistantTurn: () => voiceView.assistantTurn(),
+  },
 });
 
 // ---- which conversation: a room (#room=<id>) or the private chat ----------------------------
@@ -202,5 +231,16 @@ window.rtaiChat = {
   },
   get ws() {
     return ws.state;
+  },
+  get voice() {
+    const c = voice.client;
+    return {
+      state: voice.state,
+      latencyMs: voice.lastLatencyMs,
+      sessionId: c ? c.sessionId : null,
+      lastEventId: c ? c.lastEventId : null,
+      resumes: c ? c.resumes : 0,
+      sampleRate: voice.audio ? voice.audio.sampleRate : 0,
+    };
   },
 };

@@ -475,7 +475,7 @@ export class WsClient {
     clearTimeout(this._timer);
     this._timer = null;
     if (this.ws) {
-      this._dropSocket(1000, "offline");
+      this._dropSocket(4000, "offline"); // not a normal close: the server may expect a resume
       this._afterDrop();
     }
     this._setState("offline");

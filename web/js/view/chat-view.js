@@ -12,6 +12,7 @@ export function describeEnd(msg) {
   if (Number.isFinite(msg.tps)) bits.push(`${msg.tps.toFixed(1)} tok/s`);
   if (msg.finish === "cancelled") bits.push("stopped");
   else if (msg.finish === "length") bits.push("cut off (length)");
+  else if (msg.finish === "interrupted") bits.push("interrupted");
   if (msg.error) bits.push(msg.error);
   return bits.length ? ` · ${bits.join(" · ")}` : "";
 }
