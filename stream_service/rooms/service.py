@@ -237,6 +237,15 @@ class RoomService:
             await self.leave(member, room_id)
         return left
 
+    def health(self) -> dict[str, object]:
+        """For ``/stream/healthz``: the bus's state (a Redis outage degrades rooms across
+        nodes but this node keeps serving, so it should not fail the health check)."""
+        return {
+            "bus": self.bus.health().as_dict(),
+            "rooms": len(self._rooms),
+            "connections": self._connection_count(),
+        }
+
     def rooms_of(self, member: Member) -> list[str]:
         return [rid for rid, local in self._rooms.items() if local.presence.has(member)]
 

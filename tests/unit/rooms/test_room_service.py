@@ -225,3 +225,12 @@ async def test_a_member_whose_buffer_is_full_is_reported(rooms: RoomService) -> 
     assert overflowed == [slow]
     assert len(fast.of("message")) == 1
     assert rooms.metrics.overflows._value.get() == 1
+
+
+async def test_health_reports_the_bus_and_local_rooms(rooms: RoomService) -> None:
+    room_id = await room_with(rooms, "alice")
+    await rooms.join(Conn("alice"), room_id)
+    health = rooms.health()
+    assert health["rooms"] == 1 and health["connections"] == 1
+    assert health["bus"] == {"kind": "memory", "state": "connected", "outages": 0,
+                             "down_for_s": 0.0}  # fmt: skip
