@@ -11,6 +11,9 @@ jitter. A new session subscribes every channel this node holds, then runs the
 While the bus is down, publications still reach this node's own subscribers; other
 nodes miss them (``publish`` returns False at once, without waiting on a connect timeout).
 
+Only PUBLISH, SUBSCRIBE, UNSUBSCRIBE and PING are used (no keys), so the same client works
+against a single server and a cluster-mode endpoint such as ElastiCache Serverless.
+
 On the wire each publication is ``<node id> NUL <data>`` on ``<prefix><channel>``, so a
 node skips its own publications (it delivered them locally already).
 """
@@ -64,7 +67,6 @@ class RedisBus(Bus):
             "socket_timeout": max(connect_timeout_s, 3 * ping_s),
             "socket_keepalive": True,
             "health_check_interval": 0,
-            "client_name": f"rtai-bus-{node_id}"[:100],
         }
         # The pub/sub connection: no retries inside redis-py. A failure must reach our loop
         # (which reconnects, resubscribes and tells the hooks), not be papered over.
