@@ -11,8 +11,9 @@ jitter. A new session subscribes every channel this node holds, then runs the
 While the bus is down, publications still reach this node's own subscribers; other
 nodes miss them (``publish`` returns False at once, without waiting on a connect timeout).
 
-Only PUBLISH, SUBSCRIBE, UNSUBSCRIBE and PING are used (no keys), so the same client works
-against a single server and a cluster-mode endpoint such as ElastiCache Serverless.
+Only PUBLISH, SUBSCRIBE, UNSUBSCRIBE and PING are used (no keys, nothing a cluster-mode
+endpoint such as ElastiCache Serverless would redirect); tested here against a single
+redis-server only.
 
 On the wire each publication is ``<node id> NUL <data>`` on ``<prefix><channel>``, so a
 node skips its own publications (it delivered them locally already).
