@@ -136,16 +136,20 @@ def voice(page: Any) -> dict[str, Any]:
     return page.evaluate("window.rtaiChat.voice")
 
 
-def test_voice_turn_speaks_then_listens(voice_page: Any) -> None:
+@pytest.mark.parametrize("rate", ["24k", "device"])
+def test_voice_turn_speaks_then_listens(voice_page: Any, rate: str) -> None:
+    """One spoken turn. ``device``: the audio context at the device's rate, so the worklets
+    resample 48 kHz <-> 24 kHz (what browsers without a 24 kHz context do)."""
     page = voice_page([(1.0, QUESTION), (4.0, None)])
-    page.goto("/?audio=raw")
+    page.goto("/?audio=raw" + ("&audio_rate=device" if rate == "device" else ""))
     state = page.get_by_test_id("voice-state")
     expect(state).to_have_text("idle")
     expect(page.get_by_test_id("mic")).to_be_enabled()
     page.get_by_test_id("mic").click()
     expect(page.get_by_test_id("mic")).to_have_attribute("aria-pressed", "true")
     expect(state).to_have_text("listening")
-    assert voice(page)["sampleRate"] > 0
+    context_rate = voice(page)["sampleRate"]
+    assert (context_rate == 24_000) == (rate == "24k"), context_rate
     # The question is heard, answered by voice: the reply plays, then the page listens again.
     expect(state).to_have_text(re.compile("thinking|speaking"), timeout=20_000)
     expect(state).to_have_text("speaking", timeout=20_000)
@@ -158,7 +162,7 @@ def test_voice_turn_speaks_then_listens(voice_page: Any) -> None:
     reply = page.locator(".msg.assistant.voice [data-testid=assistant-message]")
     expect(reply).to_have_count(1)
     assert reply.inner_text().strip(), "the reply's transcript is shown"
-    screenshot(page, "voice.png")
+    screenshot(page, f"voice-{rate}.png")
     page.get_by_test_id("mic").click()
     expect(state).to_have_text("idle")
     assert not page.errors, page.errors

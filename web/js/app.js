@@ -22,6 +22,9 @@ const API_BASE = document.querySelector('meta[name="rtai-api-base"]')?.content |
 const VOICE_MODEL = document.querySelector('meta[name="rtai-voice-model"]')?.content || "gpt-realtime";
 // ?audio=raw: the microphone without echo cancellation, noise suppression and gain control.
 const RAW_AUDIO = new URLSearchParams(location.search).get("audio") === "raw";
+// ?audio_rate=device: the audio context at the device's rate (the worklets resample to and
+// from 24 kHz), as on browsers that cannot run a 24 kHz context; for tests and diagnosis.
+const DEVICE_RATE = new URLSearchParams(location.search).get("audio_rate") === "device";
 const DEFAULT_MODEL = "local-model";
 const TRANSPORT_KEY = "rtai.transport"; // sessionStorage: the tab's transport survives reloads
 
@@ -107,6 +110,7 @@ const voice = new VoiceSession({
   api,
   model: () => VOICE_MODEL,
   raw: RAW_AUDIO,
+  deviceRate: DEVICE_RATE,
   ui: {
     setState: (state) => voiceView.setState(state),
     setLatency: (ms) => voiceView.setLatency(ms),

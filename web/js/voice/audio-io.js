@@ -46,11 +46,14 @@ export class AudioIO {
    * @param {(msg: {type: string, itemId: string, played?: number}) => void} o.onPlayback
    *   started / progress / drained (see playback-worklet.js)
    * @param {boolean} [o.raw]  audio processing off (?audio=raw)
+   * @param {boolean} [o.deviceRate]  run the context at the device's rate even where 24 kHz
+   *   works (?audio_rate=device): the worklets then resample, as on browsers without 24 kHz
    */
-  constructor({ onPcm, onPlayback, raw = false }) {
+  constructor({ onPcm, onPlayback, raw = false, deviceRate = false }) {
     this.onPcm = onPcm;
     this.onPlayback = onPlayback;
     this.raw = raw;
+    this.deviceRate = deviceRate;
     this.ctx = null;
     this.stream = null;
     this.capture = null;
@@ -101,6 +104,7 @@ export class AudioIO {
   }
 
   _context() {
+    if (this.deviceRate) return new AudioContext({ latencyHint: "interactive" });
     try {
       return new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
     } catch {

@@ -56,14 +56,16 @@ export class VoiceSession {
    * @param {import("../transport/http.js").ApiClient} o.api
    * @param {() => string} o.model  the realtime model name
    * @param {boolean} o.raw  microphone processing off (?audio=raw)
+   * @param {boolean} [o.deviceRate]  the AudioContext at the device's rate (?audio_rate=device)
    * @param {object} o.ui  {setState(state), setLatency(ms), setConnection(state, info), notify(text),
    *   userTurn(itemId) -> {append(text), setText(text)}, assistantTurn(itemId) -> {append(text),
    *   setText(text), end(info)}}
    */
-  constructor({ api, model, raw, ui }) {
+  constructor({ api, model, raw, deviceRate = false, ui }) {
     this.api = api;
     this.model = model;
     this.raw = raw;
+    this.deviceRate = deviceRate;
     this.ui = ui;
     this.state = "idle";
     this.active = false;
@@ -98,6 +100,7 @@ export class VoiceSession {
     this._reset();
     this.audio = new AudioIO({
       raw: this.raw,
+      deviceRate: this.deviceRate,
       onPcm: (pcm) => this._onPcm(pcm),
       onPlayback: (msg) => this._onPlayback(msg),
     });
