@@ -123,6 +123,8 @@ class RoomService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
+        self._draining = False
+        self._stopped = False
         bus.on_reconnect(self._resync_all)
 
     # --- wiring --------------------------------------------------------------------------
@@ -143,9 +145,22 @@ class RoomService:
             loop.create_task(self._sweep_loop(), name="rooms-sweep"),
         ]
 
+    async def drain(self) -> None:
+        """This node is going away (SIGTERM) and its clients will reconnect elsewhere:
+        stop renewing presence and leave rooms quietly from now on, so the other nodes
+        keep this node's members until their entries lapse (``PRESENCE_TTL_S``). A member
+        who is back on another node by then never shows as `left`."""
+        self._draining = True
+        if self._loops:
+            self._loops[0].cancel()  # the heartbeat; the sweep keeps expiring typing
+
     async def stop(self, *, graceful: bool = True) -> None:
-        """Stop; ``graceful`` tells the other nodes at once that this node's members left
-        (without it they find out when the presence entries lapse, as after a crash)."""
+        """Stop; ``graceful`` (and not draining) tells the other nodes at once that this
+        node's members left; without it they find out when the presence entries lapse, as
+        after a crash. A second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._running = False
         for task in self._loops:
             task.cancel()
@@ -153,7 +168,7 @@ class RoomService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops = []
-        if graceful:
+        if graceful and not self._draining:
             for room in list(self._rooms.values()):
                 with contextlib.suppress(Exception):
                     await self.bus.publish(
@@ -406,7 +421,8 @@ class RoomService:
     async def _drop_member(self, local: _LocalRoom, member: Member) -> None:
         if local.presence.discard(member):
             self._changed(local)
-            await self._announce(local)
+            if not self._draining:
+                await self._announce(local)
         if local.presence.empty and not local.joining:
             await self._release(local)
 

@@ -48,8 +48,7 @@ async def node(aws_env: dict[str, str], redis_server: RedisServer) -> AsyncItera
 
     yield start
     for service in started:
-        if service._running:
-            await service.stop()
+        await service.stop()  # a second stop does nothing
 
 
 async def room_with(rooms: RoomService, *users: str) -> str:
@@ -203,3 +202,26 @@ async def test_a_long_outage_ends_with_presence_restored(node: Node) -> None:
         assert a.members_present(room_id) == ["alice", "bob"]
     finally:
         server.stop()
+
+
+async def test_a_draining_node_hands_its_members_over_without_a_flicker(node: Node) -> None:
+    a, b = await node("a"), await node("b")
+    room_id = await room_with(a, "alice", "bob", "carol")
+    alice, bob, carol = Conn("alice"), Conn("bob"), Conn("carol")
+    await a.join(alice, room_id)
+    await b.join(bob, room_id)
+    await b.join(carol, room_id)
+    await alice.wait({"type": "presence", "user": "carol", "state": "joined"})
+
+    await b.drain()  # SIGTERM on b: its sockets close, clients reconnect elsewhere
+    await b.leave_all(bob)
+    await b.leave_all(carol)
+    await asyncio.sleep(0.5)
+    bob_again = Conn("bob")
+    await a.join(bob_again, room_id)  # bob is back (on a) well within PRESENCE_TTL_S
+    await b.stop()
+    # carol never came back: she goes `left` when b's entries lapse; bob never flickers
+    await alice.wait({"type": "presence", "user": "carol", "state": "left"}, within=6)
+    await asyncio.sleep(0.3)
+    assert ("bob", "left") not in alice.presence()
+    assert a.members_present(room_id) == ["alice", "bob"]
