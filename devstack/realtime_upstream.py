@@ -10,6 +10,8 @@ It answers ``/v1/realtime?model=...`` with ``session.created``, records every co
 - ``test.echo``: answered with ``test.echoed`` carrying the event received.
 - ``test.drop``: the upstream cuts the TCP connection (a crash); ``test.close`` closes it
   with code 1011.
+
+A connection for the model ``refuse`` is refused at the handshake (HTTP 503).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 FRAME_MS = 20
 FRAME_AUDIO = base64.b64encode(b"\x01\x00" * (24 * FRAME_MS)).decode()
@@ -47,6 +50,11 @@ class RealtimeUpstream:
     def _event(self, **event: Any) -> str:
         event["event_id"] = f"event_up_{next(self._ids)}"
         return json.dumps(event)
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if "model=refuse" in request.path:
+            return ws.respond(503, "upstream overloaded\n")
+        return None
 
     async def handler(self, ws: ServerConnection) -> None:
         request = ws.request
@@ -141,7 +149,12 @@ class RealtimeUpstreamServer:
 
         async def start() -> Server:
             return await serve(
-                self.upstream.handler, "127.0.0.1", self._port, max_size=None, compression=None
+                self.upstream.handler,
+                "127.0.0.1",
+                self._port,
+                max_size=None,
+                compression=None,
+                process_request=self.upstream.process_request,
             )
 
         self._server = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
@@ -159,3 +172,33 @@ class RealtimeUpstreamServer:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+def main() -> None:
+    """``python -m devstack.realtime_upstream --port P [--frames N]`` (benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--frames", type=int, default=250, help="audio deltas per reply")
+    args = parser.parse_args()
+    upstream = RealtimeUpstream(audio_frames=args.frames)
+
+    async def run() -> None:
+        async with serve(
+            upstream.handler,
+            args.host,
+            args.port,
+            max_size=None,
+            compression=None,
+            process_request=upstream.process_request,
+        ):
+            await asyncio.Future()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -183,6 +183,11 @@ class Reply:
         if self._task is not None:
             self._task.cancel()
 
+    @property
+    def playback_ends_at(self) -> float:
+        """When the reply's audio will have played out at the client (monotonic)."""
+        return self._speech_ends_at
+
     async def wait(self) -> None:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -77,6 +77,8 @@ class LocalVoice:
         self.reply: Reply | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_stopped_at: float | None = None
+        # idle_timeout_ms: input audio position from which silence counts (None: disarmed)
+        self._idle_from_ms: int | None = None
 
     # --- Backend ------------------------------------------------------------------------
 
@@ -209,7 +211,31 @@ class LocalVoice:
             else:
                 self._speech_stopped(vad_event.audio_end_ms)
         if not detector.speaking:  # keep only what a coming start's padding may need
-            self._trim_buffer(self._received_ms - detector.config.prefix_padding_ms - 100)
+            self._check_idle(detector.config.idle_timeout_ms)
+            if self._idle_from_ms is None:
+                self._trim_buffer(self._received_ms - detector.config.prefix_padding_ms - 100)
+
+    def _check_idle(self, idle_timeout_ms: int | None) -> None:
+        """``idle_timeout_ms``: silence that long after a reply played out prompts a reply."""
+        start = self._idle_from_ms
+        if idle_timeout_ms is None or start is None or self.reply is not None:
+            return
+        if self._received_ms - start < idle_timeout_ms:
+            return
+        self._idle_from_ms = None
+        item_id = new_id("item")
+        self._emit(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": start,
+                "audio_end_ms": self._received_ms,
+                "item_id": item_id,
+            }
+        )
+        self._trim_buffer(start)
+        self._commit(self._take_buffer(self._received_ms), item_id)
+        self._turn_stopped_at = None
+        self._start_reply(None)
 
     def _trim_buffer(self, to_ms: int) -> None:
         cut = max(0, to_ms - self._buffer_start_ms)
@@ -218,6 +244,7 @@ class LocalVoice:
             self._buffer_start_ms += cut
 
     def _speech_started(self, audio_start_ms: int) -> None:
+        self._idle_from_ms = None
         self._trim_buffer(audio_start_ms)
         self._speech_item = new_id("item")
         self._emit(
@@ -390,6 +417,9 @@ class LocalVoice:
     def _reply_done(self, reply: Reply) -> None:
         if self.reply is reply:
             self.reply = None
+            # silence counts from when the reply has played out at the client
+            still_playing_ms = max(0.0, reply.playback_ends_at - time.monotonic()) * 1000
+            self._idle_from_ms = self._received_ms + int(still_playing_ms)
 
     def _cancel_reply(self, reason: CancelReason) -> None:
         if self.reply is not None:

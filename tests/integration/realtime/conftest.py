@@ -13,7 +13,8 @@ from openai import AsyncOpenAI
 from core.auth.dev import DevTokens
 from core.auth.realtime_keys import RealtimeKeys
 from core.settings import DEV_SECRET_DEFAULT
-from tests.support.servers import ProcessServer
+from devstack.realtime_upstream import RealtimeUpstream, RealtimeUpstreamServer
+from tests.support.servers import ProcessServer, wait_http
 from tests.support.speech import require_espeak
 
 MODEL = "gpt-realtime"
@@ -30,10 +31,22 @@ VOICE_ENV = {
 }
 
 
+def start_node(env: dict[str, str]) -> ProcessServer:
+    """A stream-service node; on a loaded machine (2 shared cores) its start may take longer
+    than ProcessServer's own 20 s wait."""
+    node = ProcessServer("stream_service", env, health="/stream/healthz")
+    try:
+        node.start()
+    except TimeoutError:
+        assert node.proc is not None and node.proc.poll() is None, "the node exited"
+        wait_http(node.url + node.health, timeout=60)
+    return node
+
+
 @pytest.fixture(scope="package")
 def voice_node() -> Iterator[ProcessServer]:
     require_espeak()
-    node = ProcessServer("stream_service", VOICE_ENV, health="/stream/healthz").start()
+    node = start_node(VOICE_ENV)
     yield node
     node.stop()
 
@@ -73,3 +86,32 @@ def connect(voice_node: ProcessServer, tokens: DevTokens) -> Connect:
             yield conn
 
     return open_
+
+
+# The relay (LLM_PROVIDER=openai) against a scripted upstream realtime server.
+SERVER_KEY = "sk-server-key-0001"
+RELAY_GRACE_S = 1.5
+
+
+def relay_env(base_url: str) -> dict[str, str]:
+    return {
+        "STREAM_STORE": "memory",
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": SERVER_KEY,
+        "OPENAI_BASE_URL": base_url,
+        "REALTIME_RESUME_GRACE_S": str(RELAY_GRACE_S),
+    }
+
+
+@pytest.fixture(scope="package")
+def upstream() -> Iterator[tuple[RealtimeUpstream, str]]:
+    fake = RealtimeUpstream(audio_frames=25)
+    with RealtimeUpstreamServer(fake) as server:
+        yield fake, server.url
+
+
+@pytest.fixture(scope="package")
+def relay_node(upstream: tuple[RealtimeUpstream, str]) -> Iterator[ProcessServer]:
+    node = start_node(relay_env(upstream[1]))
+    yield node
+    node.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,44 +15,14 @@ import websockets
 from openai import AsyncOpenAI
 
 from core.auth.dev import DevTokens
-from devstack.local_aws import free_port
-from devstack.realtime_upstream import RealtimeUpstream, RealtimeUpstreamServer
-from tests.integration.realtime.conftest import MODEL, ws_base
+from devstack.realtime_upstream import RealtimeUpstream
+from tests.integration.realtime.conftest import MODEL, RELAY_GRACE_S, SERVER_KEY, ws_base
 from tests.integration.realtime.raw import drop, open_voice, recv, send
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow
 
-SERVER_KEY = "sk-server-key-0001"
-GRACE_S = 1.5
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[RealtimeUpstream]:
-    fake = RealtimeUpstream(audio_frames=25)
-    with RealtimeUpstreamServer(fake) as server:
-        fake.url = server.url  # type: ignore[attr-defined]
-        yield fake
-
-
-def relay_env(base_url: str) -> dict[str, str]:
-    return {
-        "STREAM_STORE": "memory",
-        "LLM_PROVIDER": "openai",
-        "OPENAI_API_KEY": SERVER_KEY,
-        "OPENAI_BASE_URL": base_url,
-        "REALTIME_RESUME_GRACE_S": str(GRACE_S),
-    }
-
-
-@pytest.fixture(scope="module")
-def relay_node(upstream: RealtimeUpstream) -> Iterator[ProcessServer]:
-    with ProcessServer(
-        "stream_service",
-        relay_env(upstream.url),
-        health="/stream/healthz",  # type: ignore[attr-defined]
-    ) as node:
-        yield node
+GRACE_S = RELAY_GRACE_S
 
 
 async def read_until(
@@ -67,7 +36,7 @@ async def read_until(
 
 
 async def test_events_pass_both_ways_with_the_servers_key_upstream(
-    relay_node: ProcessServer, upstream: RealtimeUpstream, tokens: DevTokens
+    relay_node: ProcessServer, upstream: tuple[RealtimeUpstream, str], tokens: DevTokens
 ) -> None:
     user_token = tokens.mint("alice")
     client = AsyncOpenAI(
@@ -80,7 +49,7 @@ async def test_events_pass_both_ways_with_the_servers_key_upstream(
         assert created.type == "session.created"
         # the session's own id (what a resume names), not the upstream's
         assert created.session.id.startswith("sess_") and created.session.id != "sess_upstream_1"
-        record = upstream.connections[-1]
+        record = upstream[0].connections[-1]
         assert record.path == f"/v1/realtime?model={MODEL}"
         assert record.headers["authorization"] == f"Bearer {SERVER_KEY}"
         assert not [v for v in record.headers.values() if user_token in v]
@@ -133,23 +102,28 @@ async def test_an_upstream_failure_is_an_error_event_then_a_close(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
 
 
-async def test_an_unreachable_upstream_is_an_error_event_not_a_hang(tokens: DevTokens) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/v1"
-    with ProcessServer("stream_service", relay_env(dead), health="/stream/healthz") as node:
-        ws = await open_voice(node, tokens.mint("alice"))
+async def test_an_upstream_that_refuses_the_handshake_is_an_error_event(
+    relay_node: ProcessServer, tokens: DevTokens
+) -> None:
+    url = f"{ws_base(relay_node)}/realtime?model=refuse"
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {tokens.mint('alice')}"}
+    ) as ws:
         event = await recv(ws)
-        assert (event["type"], event["error"]["code"]) == ("error", "upstream_unavailable")
-        with pytest.raises(websockets.ConnectionClosed):
+        assert (event["type"], event["error"]["code"]) == ("error", "upstream_refused")
+        assert "503" in event["error"]["message"]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
             await recv(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
 
 
 async def test_a_relayed_session_resumes_and_its_upstream_closes_after_the_grace(
-    relay_node: ProcessServer, upstream: RealtimeUpstream, tokens: DevTokens
+    relay_node: ProcessServer, upstream: tuple[RealtimeUpstream, str], tokens: DevTokens
 ) -> None:
     token = tokens.mint("alice")
     ws = await open_voice(relay_node, token)
     created = await recv(ws)
-    record = upstream.connections[-1]
+    record = upstream[0].connections[-1]
     await send(ws, type="response.create")
     before: list[dict[str, Any]] = []
     for _ in range(5):

@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from core.auth.dev import DevTokens
-from tests.integration.realtime.conftest import GRACE_S, VOICE_ENV
+from tests.integration.realtime.conftest import GRACE_S
 from tests.integration.realtime.raw import drop, open_voice, recv, send
 from tests.support.servers import ProcessServer
 
@@ -149,15 +149,14 @@ async def test_after_the_grace_another_user_or_a_normal_close_it_is_session_not_
 
 
 async def test_a_resume_on_another_node_is_session_not_found(
-    voice_node: ProcessServer, tokens: DevTokens
+    voice_node: ProcessServer, relay_node: ProcessServer, tokens: DevTokens
 ) -> None:
     token = tokens.mint("alice")
     ws = await open_voice(voice_node, token)
     created = await recv(ws)
     drop(ws)
-    with ProcessServer("stream_service", VOICE_ENV, health="/stream/healthz") as other:
-        elsewhere = await open_voice(other, token, session_id=created["session"]["id"])
-        await expect_session_not_found(elsewhere)
+    elsewhere = await open_voice(relay_node, token, session_id=created["session"]["id"])
+    await expect_session_not_found(elsewhere)
 
 
 async def test_voice_sessions_per_user_are_limited(
