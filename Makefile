@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint typecheck fmt lock bench bench-stream bench-dynamodb bench-rooms synth system-deps clean help
+.PHONY: dev test lint typecheck fmt lock bench bench-stream bench-dynamodb bench-rooms bench-voice synth system-deps clean help
 
 help:
 	@echo "make dev | test | lint | typecheck | bench | synth | lock | clean"
@@ -58,6 +58,11 @@ bench-dynamodb: $(STAMP)
 
 bench-rooms: $(STAMP) system-deps
 	$(PY) -m bench.room_bench
+
+# Voice: relay added latency per audio frame (100 sessions), node CPU per session, and the
+# local stand-in's speech_stopped -> first audio delta (voice_bench.*); BENCH_ARGS="--quick".
+bench-voice: $(STAMP) system-deps
+	$(PY) -m bench.voice_bench $(BENCH_ARGS)
 
 lock: $(STAMP)
 	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --extra voice --python-version 3.11 -o requirements.lock
