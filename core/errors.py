@@ -93,3 +93,24 @@ class ServiceUnavailable(ApiError):
     status_code = 503
     type = "api_error"
     code = "unavailable"
+
+
+STREAM_ENDPOINT = "/stream/v1/chat/completions"
+
+
+class CompletionTimedOut(ApiError):
+    """A non-streaming completion outlived its path's budget. Not retried by the SDK
+    (``x-should-retry: false``): the same request would only time out again, and each try
+    makes the upstream generate (and bill) once more."""
+
+    status_code = 504
+    type = "timeout_error"
+    code = "completion_timeout"
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(
+            f"The completion did not finish within {budget_s:g} s, the limit of this endpoint."
+            f' Stream it instead: POST {STREAM_ENDPOINT} with "stream": true (same request'
+            " body); a stream has no such limit.",
+            headers={"x-should-retry": "false"},
+        )

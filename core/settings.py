@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     openai_api_key_secret_arn: str | None = None
     openai_timeout_s: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
+    # The whole budget of a non-streaming completion on the REST API (upstream retries
+    # included); past it, 504 `completion_timeout` naming the streaming endpoint. In AWS the
+    # infra sets it inside the Lambda's timeout, inside API Gateway's 30 s. Unset: no bound.
+    completion_timeout_s: float | None = Field(default=None, gt=0)
     # Concurrent upstream connections per process (each running stream holds one).
     openai_max_connections: int = Field(default=10_000, ge=1)
     # Connection pools the upstream connections are spread over (httpx transport only).

@@ -9,9 +9,11 @@ of as a 502 or a cut-off stream at 2am:
 
 * every idle timeout on the path (CloudFront origin read timeout, ALB idle timeout) must be
   larger than the keepalive interval *with margin*, or idle streams are cut;
-* CloudFront's origin keep-alive must be shorter than the ALB idle timeout, and the ALB idle
-  timeout shorter than the service's own HTTP keep-alive (else one side reuses a connection
-  the other is closing: sporadic 502s);
+* CloudFront's origin keep-alive must be shorter than the ALB idle timeout, and the
+  service's own HTTP keep-alive (``HTTP_KEEPALIVE_S``, passed by the infra) longer than the
+  ALB idle timeout (else one side reuses a connection the other is closing: sporadic 502s);
+* the REST path's timeouts nest: the whole completion's budget (upstream calls and their
+  retries) inside the Lambda's timeout inside API Gateway's 30 s integration timeout;
 * the target group's deregistration delay equals the service's drain time and ECS waits
   longer than that before SIGKILL, so a scale-in or deploy never cuts a running stream.
 """
@@ -34,11 +36,16 @@ DEFAULT_ENV = "dev"
 # seconds: one lost/late ping (GC pause, slow model chunk, congested hop) must not kill a stream.
 KEEPALIVE_MARGIN_FACTOR = 2.0
 KEEPALIVE_MARGIN_S = 10.0
-# uvicorn's HTTP keep-alive in the stream service (stream_service/__main__.py,
-# timeout_keep_alive). The ALB reuses idle connections to targets; if the target closes one
-# first, a request can land on a dying connection (sporadic 502s). So the ALB idle timeout
-# must stay below it.
-STREAM_SERVICE_HTTP_KEEPALIVE_S = 75
+# The stream service's HTTP keep-alive (uvicorn's timeout_keep_alive, from HTTP_KEEPALIVE_S)
+# is the ALB idle timeout plus this. The ALB reuses idle connections to targets; if the
+# target closed one first, a request can land on a dying connection (sporadic 502s), so the
+# target must hold idle connections longer than the ALB does.
+SERVICE_KEEPALIVE_MARGIN_S = 10
+# API Gateway HTTP API integrations time out after 30 s, whatever the function's timeout.
+API_GATEWAY_TIMEOUT_S = 30
+# Between the end of the completion budget and the Lambda's timeout: the error response,
+# and a cold start's init that shares the invocation's clock (SnapStart restores included).
+COMPLETION_MARGIN_S = 4
 # Fargate's stopTimeout ceiling (seconds between SIGTERM and SIGKILL).
 FARGATE_MAX_STOP_TIMEOUT_S = 120
 STOP_TIMEOUT_MARGIN_S = 5
@@ -92,7 +99,10 @@ class StreamConfig(_Model):
     stream_limit_policy: Literal["reject", "replace"] = _app_default("stream_limit_policy")
     drain_s: int = Field(default=30, ge=0, le=FARGATE_MAX_STOP_TIMEOUT_S - STOP_TIMEOUT_MARGIN_S)
     # --- the path in front of it ---
-    alb_idle_timeout_s: int = Field(default=60, ge=1, le=4000)
+    # The longest silence the ALB allows on a connection: well above the keepalive interval
+    # (a slow reasoning model's first token, a quiet WebSocket room). The service's HTTP
+    # keep-alive is set above it (service_http_keepalive_s).
+    alb_idle_timeout_s: int = Field(default=120, ge=1, le=4000)
     origin_read_timeout_s: int = Field(default=60, ge=1, le=120)
     origin_keepalive_s: int = Field(default=5, ge=1, le=300)
     stickiness_s: int = Field(default=3600, ge=1, le=604800)
@@ -107,6 +117,12 @@ class StreamConfig(_Model):
     alb_deletion_protection: bool = False
 
     @property
+    def service_http_keepalive_s(self) -> int:
+        """The stream service's HTTP keep-alive (``HTTP_KEEPALIVE_S``): above the ALB's idle
+        timeout, so the ALB, not the target, closes idle connections."""
+        return self.alb_idle_timeout_s + SERVICE_KEEPALIVE_MARGIN_S
+
+    @property
     def stop_timeout_s(self) -> int:
         """ECS waits this long after SIGTERM before SIGKILL: drain time plus a margin."""
         return min(self.drain_s + STOP_TIMEOUT_MARGIN_S, FARGATE_MAX_STOP_TIMEOUT_S)
@@ -117,12 +133,6 @@ class StreamConfig(_Model):
         _require_margin(
             "stream.origin_read_timeout_s", self.origin_read_timeout_s, self.keepalive_s
         )
-        if self.alb_idle_timeout_s >= STREAM_SERVICE_HTTP_KEEPALIVE_S:
-            raise ValueError(
-                f"stream.alb_idle_timeout_s must be below the stream service's HTTP keep-alive"
-                f" ({STREAM_SERVICE_HTTP_KEEPALIVE_S}s): the ALB would reuse connections the"
-                " service already closed (sporadic 502s)"
-            )
         if self.origin_keepalive_s >= self.alb_idle_timeout_s:
             raise ValueError(
                 "stream.origin_keepalive_s must be below stream.alb_idle_timeout_s: CloudFront"
@@ -140,8 +150,17 @@ class StreamConfig(_Model):
 
 class ApiConfig(_Model):
     memory_mib: int = Field(default=1024, ge=128, le=10240)
-    # HTTP API integrations time out after 30 s whatever the function's timeout.
-    timeout_s: int = Field(default=29, ge=1, le=30)
+    # Below API Gateway's 30 s integration timeout, so the function (not API Gateway's bare
+    # {"message"} 503) answers every request.
+    timeout_s: int = Field(default=29, ge=1, le=API_GATEWAY_TIMEOUT_S - 1)
+    # A non-streaming completion's whole budget (upstream calls and their retries): beyond
+    # it, 504 naming the streaming endpoint. 0: timeout_s - COMPLETION_MARGIN_S.
+    completion_timeout_s: int = Field(default=0, ge=0, le=API_GATEWAY_TIMEOUT_S)
+    # Upstream retries inside that budget (each try gets the whole remaining budget).
+    upstream_max_retries: int = Field(default=1, ge=0, le=5)
+    # Lambda SnapStart for the API function (Python 3.12+, arm64 and x86_64): restores an
+    # initialised snapshot instead of importing the app on every cold start.
+    snap_start: bool = True
     throttle_rate: int = Field(default=100, ge=1)
     throttle_burst: int = Field(default=200, ge=1)
     worker_memory_mib: int = Field(default=1024, ge=128, le=10240)
@@ -152,9 +171,36 @@ class ApiConfig(_Model):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
+    def completion_budget_s(self) -> int:
+        return self.completion_timeout_s or self.timeout_s - COMPLETION_MARGIN_S
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiConfig:
+        if self.completion_budget_s < 1 or (
+            self.completion_budget_s > self.timeout_s - COMPLETION_MARGIN_S
+        ):
+            raise ValueError(
+                f"api.completion_timeout_s must leave {COMPLETION_MARGIN_S} s of the function's"
+                f" timeout (api.timeout_s={self.timeout_s}) for the error response: else the"
+                " Lambda times out first and API Gateway answers a bare 5xx that the SDK"
+                " retries (the upstream generates again)"
+            )
+        return self
+
+    @property
     def queue_visibility_timeout_s(self) -> int:
         """AWS's advice for SQS event sources: 6x the function timeout (retries + batching)."""
         return min(self.worker_timeout_s * 6, 43200)
+
+
+class BusConfig(_Model):
+    """ElastiCache Serverless (Valkey) carrying room traffic between stream nodes (BUS_URL)."""
+
+    enabled: bool = True
+    engine_major_version: Literal["7", "8"] = "8"
+    # Usage ceilings: they cap the bill of a runaway client, not the idle cost.
+    max_data_gb: int = Field(default=1, ge=1, le=5000)
+    max_ecpu_per_second: int = Field(default=5000, ge=1000, le=15_000_000)
 
 
 class LlmConfig(_Model):
@@ -201,6 +247,7 @@ class AppConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     stream: StreamConfig = StreamConfig()
     api: ApiConfig = ApiConfig()
+    bus: BusConfig = BusConfig()
     llm: LlmConfig = LlmConfig()
     auth: AuthConfig = AuthConfig()
     edge: EdgeConfig = EdgeConfig()

@@ -1,8 +1,16 @@
-"""API: the REST Lambda behind an HTTP API (JWT authorizer on Cognito) and the batch worker.
+"""API: the REST Lambda behind an HTTP API, and the batch worker.
 
-* ``ANY /api/{proxy+}`` -> the Litestar app (Mangum), JWT required; the full path is passed
-  through (the app's routes carry their own ``/api/v1`` prefix).
-* ``GET /api/healthz`` -> same function, no authorizer (load balancers, uptime checks).
+* ``ANY /api/{proxy+}`` -> the Litestar app (Mangum); the full path is passed through (the
+  app's routes carry their own ``/api/v1`` prefix). No API Gateway authorizer: the app
+  verifies the Cognito JWT itself (JWKS, issuer, audience), so a missing or bad token gets
+  the contract's OpenAI-shaped 401 rather than API Gateway's ``{"message": "Unauthorized"}``
+  (docs/deploy.md).
+* ``GET /api/healthz`` -> same function (load balancers, uptime checks).
+* Timeouts nest: the completion budget (``COMPLETION_TIMEOUT_S``, upstream retries
+  included) < the function's timeout < API Gateway's 30 s; past the budget the app answers
+  504 naming the streaming endpoint, with ``x-should-retry: false`` (no SDK retry).
+* SnapStart on the API function (``api.snap_start``): API Gateway invokes the ``live`` alias
+  of the published version, restored from a snapshot of the initialised app.
 * The batch worker drains an SQS queue with partial batch responses
   (``ReportBatchItemFailures``): one bad line never re-runs the whole batch. Poison messages
   land in the DLQ after ``worker_max_receive_count`` tries.
@@ -17,7 +25,6 @@ import jsii
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
-from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -100,7 +107,6 @@ class Api(Construct):
             **runtime_environment(config, shared),
             "BATCH_QUEUE_URL": self.queue.queue_url,
             "OPENAI_API_KEY_SECRET_ARN": shared.openai_api_key.secret_arn,
-            "URL_TOKEN_SECRET_ARN": shared.url_token_secret.secret_arn,
             "POWERTOOLS_METRICS_NAMESPACE": "RealtimeAiStack",
             "POWERTOOLS_LOG_LEVEL": api_cfg.log_level,
             # Batch files live as long as the bucket's lifecycle rule keeps them.
@@ -113,8 +119,27 @@ class Api(Construct):
             code=code,
             memory=api_cfg.memory_mib,
             timeout=api_cfg.timeout_s,
-            environment={**environment, "POWERTOOLS_SERVICE_NAME": "rtai-api"},
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "rtai-api",
+                # Realtime client secrets (POST /api/v1/realtime/client_secrets) are signed
+                # with the URL-token key the stream service verifies them with.
+                "URL_TOKEN_SECRET_ARN": shared.url_token_secret.secret_arn,
+                # The chain: completion budget < function timeout < API Gateway's 30 s.
+                "COMPLETION_TIMEOUT_S": str(api_cfg.completion_budget_s),
+                "OPENAI_TIMEOUT_S": str(api_cfg.completion_budget_s),
+                "OPENAI_MAX_RETRIES": str(api_cfg.upstream_max_retries),
+            },
             retention=retention,
+            snap_start=api_cfg.snap_start,
+        )
+        # API Gateway invokes a published version (SnapStart restores only those).
+        self.api_target: lambda_.IFunction = (
+            lambda_.Alias(
+                self, "ApiLive", alias_name="live", version=self.api_function.current_version
+            )
+            if api_cfg.snap_start
+            else self.api_function
         )
         self.worker_function = self._function(
             "BatchWorkerFunction",
@@ -149,13 +174,14 @@ class Api(Construct):
             )
         )
 
+        # Least privilege: both run the batch API (jobs table, files, the queue: the worker's
+        # sweep queues finalizes) and call the model; neither touches the streams table.
         for fn in (self.api_function, self.worker_function):
-            shared.streams_table.grant_read_write_data(fn)
             shared.jobs_table.grant_read_write_data(fn)
             grant_files(shared.files_bucket, fn, fn)
             shared.openai_api_key.grant_read(fn)
-            shared.url_token_secret.grant_read(fn)
             self.queue.grant_send_messages(fn)
+        shared.url_token_secret.grant_read(self.api_function)  # realtime client secrets
 
         self.http_api = self._http_api(config, shared)
 
@@ -169,6 +195,7 @@ class Api(Construct):
         timeout: int,
         environment: dict[str, str],
         retention: logs.RetentionDays,
+        snap_start: bool = False,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self, f"{construct_id}Logs", retention=retention, removal_policy=RemovalPolicy.DESTROY
@@ -186,6 +213,9 @@ class Api(Construct):
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            # A replaced version goes (with its cached snapshot, billed per GB-second).
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
         )
         acknowledge(
             fn,
@@ -235,33 +265,22 @@ class Api(Construct):
         )
         integration = integrations.HttpLambdaIntegration(
             "ApiIntegration",
-            self.api_function,
+            self.api_target,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
-        self.authorizer = authorizers.HttpJwtAuthorizer(
-            "CognitoJwt",
-            shared.jwt_issuer,
-            jwt_audience=[shared.jwt_audience],
-            authorizer_name="cognito-jwt",
-            identity_source=["$request.header.Authorization"],
+        http_api.add_routes(
+            path="/api/healthz", methods=[apigwv2.HttpMethod.GET], integration=integration
         )
         http_api.add_routes(
-            path="/api/healthz",
-            methods=[apigwv2.HttpMethod.GET],
-            integration=integration,
-            authorizer=apigwv2.HttpNoneAuthorizer(),
-        )
-        http_api.add_routes(
-            path="/api/{proxy+}",
-            methods=[apigwv2.HttpMethod.ANY],
-            integration=integration,
-            authorizer=self.authorizer,
+            path="/api/{proxy+}", methods=[apigwv2.HttpMethod.ANY], integration=integration
         )
         acknowledge(
             http_api,
             "AwsSolutions-APIG4",
-            "Only GET /api/healthz is open (liveness probe, no data); every"
-            " other route has the Cognito JWT authorizer.",
+            "The app verifies every token itself (Cognito JWKS, issuer and audience; AUTH_MODE"
+            "=jwt) so that auth errors keep the contract's OpenAI shape; an API Gateway JWT"
+            ' authorizer would answer first with {"message": "Unauthorized"}. Only'
+            " /api/healthz and the API's own unauthenticated routes answer without a token.",
         )
         return http_api
 

@@ -7,7 +7,8 @@ Subnets per AZ:
   group only admits the ALB. The trade-off: each running task pays for a public IPv4
   address ($0.005/h) and egress has no fixed source IP (an upstream that allow-lists IPs
   needs the NAT option).
-* ``alb`` - isolated, for the internal ALB that CloudFront reaches through a VPC origin.
+* ``alb`` - isolated, for the internal ALB that CloudFront reaches through a VPC origin, and
+  the room bus (ElastiCache Serverless), which the tasks reach inside the VPC.
 * ``app`` - private with egress through NAT, only when ``nat_gateways >= 1``; tasks move here.
 
 DynamoDB and S3 gateway endpoints (free) keep AWS traffic on the AWS network either way.
@@ -25,6 +26,9 @@ from infra.constructs.retention import retention as log_retention
 
 
 class Network(Construct):
+    # The isolated subnets (no route to or from the internet).
+    ISOLATED_GROUP = "alb"
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: NetworkConfig, retention: int
     ) -> None:
@@ -83,4 +87,4 @@ class Network(Construct):
 
     @property
     def alb_subnets(self) -> ec2.SubnetSelection:
-        return ec2.SubnetSelection(subnet_group_name="alb")
+        return ec2.SubnetSelection(subnet_group_name=self.ISOLATED_GROUP)

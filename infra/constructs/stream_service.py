@@ -41,6 +41,8 @@ from infra.constructs.runtime_env import SharedResources, runtime_environment
 from infra.nag import acknowledge
 
 CONTAINER_PORT = 8080
+# Prometheus metrics (METRICS_PORT): reached from inside the VPC only, never by the ALB.
+METRICS_PORT = 9090
 HEALTH_PATH = "/stream/healthz"
 _HEALTH_CMD = (
     "import urllib.request,sys;"
@@ -93,11 +95,18 @@ class StreamService(Construct):
             "stream",
             image=image,
             essential=True,
-            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
+            # The first mapping is the ALB's target; the metrics port is never registered.
+            port_mappings=[
+                ecs.PortMapping(container_port=CONTAINER_PORT, name="http"),
+                ecs.PortMapping(container_port=METRICS_PORT, name="metrics"),
+            ],
             environment={
                 **runtime_environment(config, shared),
                 "DRAIN_S": str(cfg.drain_s),
                 "AWS_REGION": Aws.REGION,
+                # uvicorn's keep-alive above the ALB idle timeout (the ALB closes first).
+                "HTTP_KEEPALIVE_S": str(cfg.service_http_keepalive_s),
+                "METRICS_PORT": str(METRICS_PORT),
             },
             secrets={
                 "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(shared.openai_api_key),
@@ -123,8 +132,9 @@ class StreamService(Construct):
         self.container.add_ulimits(
             ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65536, hard_limit=65536)
         )
+        # Least privilege: the streams table only (batch jobs and files are the Lambdas').
+        # Secrets are injected by ECS with the execution role, not read by the app.
         shared.streams_table.grant_read_write_data(self.task_definition.task_role)
-        shared.jobs_table.grant_read_write_data(self.task_definition.task_role)
 
         self.task_security_group = ec2.SecurityGroup(
             self,
@@ -132,6 +142,13 @@ class StreamService(Construct):
             vpc=vpc,
             description="Stream tasks: inbound only from the ALB; outbound to the model provider",
             allow_all_outbound=True,
+        )
+        # Scrapers inside the VPC (Prometheus, an ADOT collector) read the metrics port; it is
+        # not a target of the ALB, and CloudFront has no route to it.
+        self.task_security_group.add_ingress_rule(
+            ec2.Peer.ipv4(network.config.cidr),
+            ec2.Port.tcp(METRICS_PORT),
+            "Prometheus metrics, from inside the VPC only",
         )
         # desired_count is left to autoscaling (min_tasks): a deploy never resets a scaled-out
         # service back to its initial size.
@@ -183,7 +200,11 @@ class StreamService(Construct):
             "Stream",
             port=CONTAINER_PORT,
             protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.service],
+            targets=[
+                self.service.load_balancer_target(
+                    container_name="stream", container_port=CONTAINER_PORT
+                )
+            ],
             deregistration_delay=Duration.seconds(cfg.drain_s),
             stickiness_cookie_duration=Duration.seconds(cfg.stickiness_s),
             load_balancing_algorithm_type=elbv2.TargetGroupLoadBalancingAlgorithmType.LEAST_OUTSTANDING_REQUESTS,

@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.config import AppConfig
 from infra.constructs.access_logs import AccessLogsBucket
 from infra.constructs.api import Api
+from infra.constructs.bus import RoomBus
 from infra.constructs.edge import WebEdge
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
@@ -55,6 +56,17 @@ class ServiceStack(Stack):
             image=stream_image,
             logs_bucket=self.logs_bucket,
         )
+        self.bus: RoomBus | None = None
+        if config.bus.enabled:
+            self.bus = RoomBus(
+                self,
+                "RoomBus",
+                name=config.name,
+                config=config.bus,
+                network=self.network,
+                clients=self.stream.task_security_group,
+            )
+            self.stream.container.add_environment("BUS_URL", self.bus.url)
         self.edge = WebEdge(
             self,
             "WebEdge",

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from infra.app import cdk_json_context
 from infra.config import (
+    COMPLETION_MARGIN_S,
     KEEPALIVE_MARGIN_FACTOR,
-    STREAM_SERVICE_HTTP_KEEPALIVE_S,
+    ApiConfig,
     AppConfig,
     StreamConfig,
     deep_merge,
@@ -81,10 +82,34 @@ def test_alb_idle_timeout_with_margin_is_accepted() -> None:
         StreamConfig(keepalive_s=2, alb_idle_timeout_s=5, origin_read_timeout_s=60)
 
 
-def test_alb_idle_timeout_must_stay_below_the_service_http_keepalive() -> None:
-    assert StreamConfig().alb_idle_timeout_s < STREAM_SERVICE_HTTP_KEEPALIVE_S
-    with pytest.raises(ValidationError, match="HTTP keep-alive"):
-        StreamConfig(alb_idle_timeout_s=STREAM_SERVICE_HTTP_KEEPALIVE_S)
+def test_idle_timeouts_form_a_chain_by_default() -> None:
+    """CloudFront's origin keep-alive < ALB idle timeout (>= 120 s, above the keepalive
+    with margin) < the service's own HTTP keep-alive."""
+    config = StreamConfig()
+    assert config.alb_idle_timeout_s >= 120
+    assert config.alb_idle_timeout_s >= 2 * config.keepalive_s
+    assert config.origin_keepalive_s < config.alb_idle_timeout_s
+    assert config.service_http_keepalive_s > config.alb_idle_timeout_s
+    for idle in (30, 120, 600):
+        assert StreamConfig(alb_idle_timeout_s=idle).service_http_keepalive_s > idle
+
+
+def test_the_services_default_keepalive_is_above_the_default_alb_idle_timeout() -> None:
+    """Run without the infra's HTTP_KEEPALIVE_S, the service still outlasts the ALB."""
+    from stream_service.config import StreamSettings
+
+    assert StreamSettings().http_keepalive_s > StreamConfig().alb_idle_timeout_s
+
+
+def test_completion_budget_nests_inside_the_lambda_and_api_gateway() -> None:
+    api = ApiConfig()
+    assert api.timeout_s < 30
+    assert api.completion_budget_s <= api.timeout_s - COMPLETION_MARGIN_S
+    assert ApiConfig(timeout_s=20).completion_budget_s == 20 - COMPLETION_MARGIN_S
+    with pytest.raises(ValidationError, match="completion_timeout_s"):
+        ApiConfig(timeout_s=29, completion_timeout_s=28)
+    with pytest.raises(ValidationError, match="timeout_s"):
+        ApiConfig(timeout_s=30)
 
 
 def test_origin_read_timeout_not_above_keepalive_is_rejected() -> None:

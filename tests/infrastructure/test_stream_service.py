@@ -96,7 +96,18 @@ def test_tasks_accept_traffic_only_from_the_alb(synth: Synth) -> None:
         for logical, props in resources(raw, "AWS::EC2::SecurityGroup").items()
         if "TaskSecurityGroup" in logical
     ]
-    assert all("SecurityGroupIngress" not in g for g in task_groups)
+    # Besides the ALB: only the metrics port, only from inside the VPC (never the ALB's
+    # target, never routed by CloudFront).
+    (group,) = task_groups
+    assert group["SecurityGroupIngress"] == [
+        {
+            "CidrIp": "10.40.0.0/16",
+            "Description": "Prometheus metrics, from inside the VPC only",
+            "FromPort": 9090,
+            "IpProtocol": "tcp",
+            "ToPort": 9090,
+        }
+    ]
 
 
 def test_autoscaling_on_connections_and_cpu(synth: Synth) -> None:

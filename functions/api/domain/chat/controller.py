@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Controller, Request, post
 
-from core.errors import InvalidRequest
+from core.errors import STREAM_ENDPOINT, CompletionTimedOut, InvalidRequest
 from core.http.auth import AuthPrincipal
 from core.providers import ModelProvider
 from core.schemas.chat import parse_chat_request
@@ -24,12 +25,20 @@ class ChatController(Controller):
         chat = parse_chat_request(await request.body(), settings)
         if chat.stream:
             raise InvalidRequest(
-                "Streaming is served by the stream service: POST /stream/v1/chat/completions "
+                f"Streaming is served by the stream service: POST {STREAM_ENDPOINT} "
                 "with stream=true (same request body).",
                 param="stream",
                 code="use_stream_endpoint",
             )
         provider: ModelProvider = request.app.state.provider
-        await provider.require_model(chat.model)
-        result = await provider.complete(chat)
+        budget = settings.completion_timeout_s
+        deadline = asyncio.timeout(budget)  # the whole call, upstream retries included
+        try:
+            async with deadline:
+                await provider.require_model(chat.model)
+                result = await provider.complete(chat)
+        except TimeoutError as exc:
+            if budget is None or not deadline.expired():
+                raise
+            raise CompletionTimedOut(budget) from exc
         return result.body(chat.model)
