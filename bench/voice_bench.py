@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import uvloop
 import websockets
 
 from bench import raise_fd_limit
@@ -273,8 +274,8 @@ def main() -> None:
     if args.quick:
         args.sessions, args.frames, args.turns = 10, 100, 3
     raise_fd_limit()
-    relay = asyncio.run(bench_relay(args.sessions, args.frames))
-    standin = asyncio.run(bench_standin(args.turns))
+    relay = uvloop.run(bench_relay(args.sessions, args.frames))
+    standin = uvloop.run(bench_standin(args.turns))
     table = render(relay, standin)
     print(table)
     RESULTS.mkdir(exist_ok=True)
