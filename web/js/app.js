@@ -63,19 +63,7 @@ const chat = new PrivateChat({
   focusInput: (restore) => composer.focus(restore),
 });
 
-const room = new RoomSession({
-  api,
-  ws,
-  view,
-  roomView: null, // set below (the view reports intents back to this wiring)
-  store,
-  metrics,
-  me: () => me,
-  model: () => model,
-  focusInput: (restore) => composer.focus(restore),
-});
-
-room.roomView = new RoomView({
+const roomView = new RoomView({
   onJoin: (id) => openRoom(id),
   onCreate: async () => {
     try {
@@ -86,6 +74,18 @@ room.roomView = new RoomView({
   },
   onLeave: () => openRoom(null),
   onAddMember: (user) => room.addMember(user),
+});
+
+const room = new RoomSession({
+  api,
+  ws,
+  view,
+  roomView,
+  store,
+  metrics,
+  me: () => me,
+  model: () => model,
+  focusInput: (restore) => composer.focus(restore),
 });
 
 const composer = new Composer({
@@ -195,7 +195,7 @@ async function start() {
   let reachable = true;
   try {
     me = tokenSubject(await getToken());
-    room.roomView.setMe(me);
+    roomView.setMe(me);
     const body = await api.request("GET", "/api/v1/models");
     const ids = (body.data || []).map((m) => m.id);
     if (ids.length && !ids.includes(model)) model = ids[0];

@@ -162,7 +162,7 @@ export class RoomSession {
     if (!this.typingActive || now - this.typingSentAt >= TYPING_REFRESH_MS) {
       this.typingActive = true;
       this.typingSentAt = now;
-      this.ws._sendNow({ type: "typing", room: this.id, active: true });
+      this.ws.sendIfOpen({ type: "typing", room: this.id, active: true });
     }
     clearTimeout(this.typingIdleTimer);
     this.typingIdleTimer = setTimeout(() => this._stopTyping(), TYPING_IDLE_MS);
@@ -173,7 +173,7 @@ export class RoomSession {
     clearTimeout(this.typingIdleTimer);
     if (!this.typingActive) return;
     this.typingActive = false;
-    if (this.id) this.ws._sendNow({ type: "typing", room: this.id, active: false });
+    if (this.id) this.ws.sendIfOpen({ type: "typing", room: this.id, active: false });
   }
 
   userStoppedTyping() {

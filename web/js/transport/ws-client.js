@@ -7,7 +7,7 @@
 //   const { streamId, room } = await s.created;     // the server's stream.created
 //   ws.follow(streamId, handlers, { afterSeq: 17 }); // resume a stream (after a reload, a room reply)
 //   await ws.cancel(streamId);                      // the stream ends with done(cancelled)
-//   ws.join(room); ws.leave(room); ws.send({ type: "typing", room, active: true });
+//   ws.join(room); ws.leave(room); ws.sendIfOpen({ type: "typing", room, active: true });
 //   ws.on("joined" | "message" | "presence" | "typing", (frame) => {});
 //   ws.on("error", (frame) => {});                  // an error about a client message (no stream)
 //   ws.on("stream", (frame) => {});                 // a stream nobody follows yet (a room reply
@@ -492,6 +492,12 @@ export class WsClient {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  /** Send a frame if the socket is open, else drop it (for frames that only matter now:
+   * typing). Returns whether it was sent. */
+  sendIfOpen(frame) {
+    return this._sendNow(frame);
   }
 
   /** Send a frame now, opening the socket first if needed. */
