@@ -3,16 +3,20 @@ server and one redis-server: create on one node, add members on the other."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from core.auth.dev import DevTokens
-from core.settings import DEV_SECRET_DEFAULT
+from core.aws import clients
+from core.aws.tables import ensure_tables
+from core.settings import DEV_SECRET_DEFAULT, Settings
 from tests.support.redis import RedisServer
-from tests.support.servers import ProcessServer
+from tests.support.servers import ProcessServer, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +30,29 @@ def nodes(aws_env: dict[str, str], redis_server: RedisServer) -> Iterator[list[P
         "BUS_URL": redis_server.url,
         "ROOM_MAX_MEMBERS": "3",
     }
+    # the table exists before the nodes start (and moto answers: under load its thread
+    # may still be binding when the first node asks)
+    settings = Settings(
+        dynamodb_endpoint_url=env["DYNAMODB_ENDPOINT_URL"], streams_table=env["STREAMS_TABLE"]
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ensure_tables(clients.dynamodb(settings), settings)
+            break
+        except EndpointConnectionError:
+            assert time.monotonic() < deadline, "moto server did not answer"
+            time.sleep(0.2)
     started = [
         ProcessServer("stream_service", {**env, "NODE_ID": name}, health="/stream/healthz")
         for name in ("rest-a", "rest-b")
     ]
     for node in started:
-        node.start()
+        try:
+            node.start()
+        except TimeoutError:  # a loaded machine (2 shared cores): give it longer
+            assert node.proc is not None and node.proc.poll() is None, node.log_path.read_text()
+            wait_http(node.url + node.health, timeout=60)
     yield started
     for node in started:
         node.stop()
