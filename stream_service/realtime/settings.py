@@ -32,8 +32,9 @@ class RealtimeSettings(BaseSettings):
     # Decoded audio bytes in one input_audio_buffer.append (PCM16 24 kHz: 48,000 bytes = 1 s;
     # base64 makes it 4/3 larger on the wire, so it must fit in REALTIME_MAX_EVENT_BYTES).
     max_append_bytes: int = Field(default=150_000, ge=4800)
-    # Client events per second (a token bucket of this rate and a burst of twice it).
-    max_events_per_s: float = Field(default=100.0, gt=0)
+    # Client events per second (a token bucket of this rate and a burst of twice it). A
+    # microphone sending 20 ms appends makes 50 a second.
+    max_events_per_s: float = Field(default=200.0, gt=0)
     # Uncommitted input audio held by the local stand-in (PCM16 24 kHz: 48,000 bytes = 1 s).
     max_input_buffer_s: float = Field(default=120.0, gt=0)
     # Local stand-in: reply audio is paced at this multiple of real time (1.0 = real time,

@@ -24,6 +24,10 @@ def _load() -> None:
     _decoder = Decoder(samprate=ASR_RATE, logfn=os.devnull)
 
 
+def _ready() -> bool:
+    return _decoder is not None
+
+
 def _transcribe(pcm16k: bytes) -> str:
     if _decoder is None:  # pragma: no cover - the initializer loads it
         _load()
@@ -42,12 +46,16 @@ class Transcriber:
         self._pool: ProcessPoolExecutor | None = None
 
     def warm(self) -> None:
+        """Start the workers and load their decoders now (a session asked for
+        transcription), not when the first turn ends."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self._workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_load,
             )
+            for _ in range(self._workers):
+                self._pool.submit(_ready)
 
     async def transcribe(self, pcm16k: bytes) -> str:
         self.warm()
