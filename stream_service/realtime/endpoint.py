@@ -108,6 +108,14 @@ class RealtimeEndpoint:
             except ProtocolError as exc:
                 session.emit_error(exc)
                 session.end(CLOSE_UPSTREAM, "the backend did not start")
+            except Exception:
+                log.exception("realtime session %s: the backend failed to start", session.id)
+                session.emit(
+                    error_event(
+                        "The voice session could not start.", "server_error", type="server_error"
+                    )
+                )
+                session.end(CLOSE_UPSTREAM, "the backend failed to start")
             else:
                 session.start_expiry()
             seq = 0
