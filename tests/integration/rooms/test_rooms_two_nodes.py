@@ -88,7 +88,7 @@ async def test_presence_messages_and_replies_cross_nodes(node: Node) -> None:
     t0 = time.monotonic()
     await b.leave_all(bob)
     await alice.wait({"type": "presence", "user": "bob", "state": "left"})
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0  # a heartbeat would take PRESENCE_TTL_S (3.5 s)
 
     # a non-member is refused on either node
     for rooms in (a, b):
@@ -110,7 +110,7 @@ async def test_a_node_that_dies_loses_its_members_within_seconds(node: Node) -> 
     await b.stop(graceful=False)  # no goodbye: as if the node were killed
     await alice.wait({"type": "presence", "user": "bob", "state": "left"}, within=6)
     gone_after = time.monotonic() - t0
-    assert gone_after < 4.5, gone_after
+    assert gone_after < 5.5, gone_after  # PRESENCE_TTL_S 3.5 s + sweep, on a loaded machine
     assert a.members_present(room_id) == ["alice"]
 
 
@@ -124,7 +124,7 @@ async def test_typing_crosses_nodes_and_expires(node: Node) -> None:
     await alice.wait({"type": "typing", "user": "bob", "active": True})
     t0 = time.monotonic()
     await alice.wait({"type": "typing", "user": "bob", "active": False}, within=3)
-    assert 0.5 < time.monotonic() - t0 < 1.5
+    assert 0.5 < time.monotonic() - t0 < 2.5
 
 
 async def test_the_conversation_survives_every_node(node: Node) -> None:

@@ -17,7 +17,7 @@ from stream_service.store.rooms_memory import MemoryRoomStore
 from tests.unit.rooms.conns import Conn
 
 CONFIG = RoomSettings(
-    typing_ttl_s=0.3, presence_heartbeat_s=0.1, presence_ttl_s=0.35, presence_sync_ms=0
+    typing_ttl_s=1.0, presence_heartbeat_s=0.1, presence_ttl_s=0.35, presence_sync_ms=0
 )
 
 
@@ -105,12 +105,12 @@ async def test_typing_expires_without_a_refresh(rooms: RoomService) -> None:
     alice, bob = Conn("alice"), Conn("bob")
     await rooms.join(alice, room_id)
     await rooms.join(bob, room_id)
-    for _ in range(5):  # refreshed every 0.1 s for 0.5 s (TYPING_TTL_S = 0.3)
+    for _ in range(15):  # refreshed every 0.1 s for 1.5 s (TYPING_TTL_S = 1.0)
         await rooms.set_typing("bob", room_id, True)
         await asyncio.sleep(0.1)
     assert alice.typing() == [("bob", True)]
     assert bob.typing() == []  # nobody is told about their own typing
-    await alice.wait({"type": "typing", "user": "bob", "active": False}, within=2)
+    await alice.wait({"type": "typing", "user": "bob", "active": False}, within=4)
     assert alice.typing() == [("bob", True), ("bob", False)]
     # stopping explicitly, and a message ends typing too
     await rooms.set_typing("bob", room_id, True)
