@@ -171,3 +171,44 @@ def test_room_reply_joined_mid_stream_and_stopped_by_another_member(
     for page in (alice, bob):
         expect(page.locator(".msg.assistant .meta").last).to_contain_text("stopped")
     assert assistant_text(alice) == assistant_text(bob)
+
+
+def test_member_offline_mid_reply_catches_up_exactly(
+    rooms_server: ThreadServer, make_page: Any
+) -> None:
+    """A member whose network drops while a room reply streams gets, once back, the same text
+    as the member who stayed: rejoined, resumed by seq, nothing twice."""
+    alice, _ = make_page(rooms_server.url)
+    bob, bob_console = make_page(rooms_server.url)
+    bob_console.allow(r"net::ERR_INTERNET_DISCONNECTED")
+    alice.goto("/")
+    bob.goto("/")
+    bob_id = page_user(bob)
+    alice.get_by_test_id("room-create").click()
+    expect(alice).to_have_url(re.compile(r"#room=[^&]+$"))
+    alice.get_by_test_id("room-add-member").fill(bob_id)
+    alice.get_by_test_id("room-add-member-submit").click()
+    expect(alice.locator("#room-add-status")).to_have_text(f"{bob_id} added")
+    bob.goto(alice.url)
+    expect(alice.locator("[data-testid=room-members] [data-user]")).to_have_count(2)
+
+    alice.get_by_test_id("composer-input").fill("/tokens 80")
+    alice.get_by_test_id("send").click()
+    bob.wait_for_function(
+        "() => { const m = document.querySelectorAll('[data-testid=assistant-message]');"
+        " return m.length && m[m.length - 1].textContent.trim().split(/\\s+/).length >= 6; }"
+    )
+    bob.context.set_offline(True)
+    expect(bob.get_by_test_id("connection-status")).to_contain_text("offline")
+    frozen = assistant_text(bob)
+    bob.wait_for_timeout(1000)
+    assert assistant_text(bob) == frozen
+    bob.context.set_offline(False)
+    wait_room_idle(alice, 1)
+    wait_room_idle(bob, 1)
+    assert assistant_text(bob) == assistant_text(alice)
+    assert len(assistant_text(bob)) > len(frozen)
+    expect(bob.get_by_test_id("assistant-message")).to_have_count(1)
+    expect(bob.locator("[data-testid=user-message]")).to_have_count(1)
+    expect(bob.get_by_test_id("connection-status")).to_contain_text("connected")
+    expect(bob.locator("[data-testid=room-members] [data-user]")).to_have_count(2)

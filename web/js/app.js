@@ -44,10 +44,29 @@ let me = null;
 const usesWs = () => transportSelect.value === "ws" || room.id !== null;
 const busy = () => (room.id ? room.busy : chat.busy);
 
+const WS_DETAIL = {
+  offline: "reconnecting when the network is back",
+  reconnecting: "rejoining and resuming",
+  unavailable: "no WebSocket on this server",
+};
+
+/** The socket's state as the connection status (in a room it is the only connection). */
+function showWsConnection() {
+  let state = ws.state;
+  if (!navigator.onLine) state = "offline";
+  if (state === "idle" || state === "closed") state = "connecting";
+  const shown = state === "unavailable" ? "offline" : state;
+  view.setConnection(shown, WS_DETAIL[state] || "");
+}
+
 function idleConnection() {
-  if (busy()) return;
+  if (room.id) {
+    showWsConnection();
+    return;
+  }
+  if (chat.busy) return; // the reply's own subscription reports its connection
   if (!navigator.onLine) view.setConnection("offline");
-  else if (usesWs() && ["reconnecting", "offline", "connecting"].includes(ws.state)) view.setConnection(ws.state);
+  else if (usesWs() && ws.state !== "connected") showWsConnection();
   else view.setConnection("connected");
 }
 
