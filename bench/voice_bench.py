@@ -279,7 +279,11 @@ def main() -> None:
     table = render(relay, standin)
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    name = "voice_bench-quick" if args.quick else "voice_bench"
+    name = "voice_bench"
+    if args.quick:
+        name += "-quick"
+    elif (args.sessions, args.frames, args.turns) != (100, 250, 7):
+        name += f"-{args.sessions}x{args.frames}"
     (RESULTS / f"{name}.json").write_text(
         json.dumps({"relay": relay, "standin": standin}, indent=2)
     )
