@@ -150,6 +150,15 @@ def test_room_reply_joined_mid_stream_and_stopped_by_another_member(
     alice.get_by_test_id("room-add-member-submit").click()
     expect(alice.locator("#room-add-status")).to_have_text(f"{bob_id} added")
 
+    # Typing that stops without a send clears by itself (active false after the idle time,
+    # or the TYPING_TTL_S expiry).
+    bob.goto(alice.url)
+    expect(alice.locator("[data-testid=room-members] [data-user]")).to_have_count(2)
+    bob.get_by_test_id("composer-input").press_sequentially("hel", delay=50)
+    expect(alice.get_by_test_id("room-typing")).to_contain_text(bob_id)
+    expect(alice.get_by_test_id("room-typing")).to_have_text("", timeout=8_000)
+    bob.goto("/")
+
     alice.get_by_test_id("composer-input").fill("/tokens 300")
     alice.get_by_test_id("send").click()
     alice.wait_for_function(
