@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import websockets
+from openai import AsyncOpenAI
+from openai.types.websocket_reconnection import ReconnectingEvent, ReconnectingOverrides
 
 from core.auth.dev import DevTokens
-from tests.integration.realtime.conftest import GRACE_S
+from tests.integration.realtime.conftest import GRACE_S, MODEL, ws_base
 from tests.integration.realtime.raw import drop, open_voice, recv, send
 from tests.support.servers import ProcessServer
 
@@ -176,3 +178,61 @@ async def test_voice_sessions_per_user_are_limited(
     assert (await recv(replacement))["type"] == "session.created"
     for ws in [*sockets[1:], replacement]:
         await ws.close()
+
+
+async def test_the_official_sdk_resumes_through_its_reconnect_hook(
+    voice_node: ProcessServer, tokens: DevTokens
+) -> None:
+    """openai-python's ``on_reconnecting`` may change the query of the next attempt: with
+    ``session_id`` and ``after_event_id`` there, an SDK client resumes on its own."""
+    state: dict[str, str] = {}
+    reconnects: list[int] = []
+
+    def on_reconnecting(event: ReconnectingEvent) -> ReconnectingOverrides:
+        reconnects.append(event.close_code)
+        return {"extra_query": {"session_id": state["session"], "after_event_id": state["last"]}}
+
+    client = AsyncOpenAI(
+        api_key=tokens.mint("alice"),
+        base_url=voice_node.url + "/api/v1",
+        websocket_base_url=ws_base(voice_node),
+    )
+    events: list[Any] = []
+    async with client.realtime.connect(
+        model=MODEL, on_reconnecting=on_reconnecting, initial_delay=0.1, max_retries=3
+    ) as conn:
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "max_output_tokens": 10,
+                "audio": {"input": {"turn_detection": None}},
+            }
+        )
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hello"}],
+            }
+        )
+        await conn.response.create()
+        dropped = False
+        async for event in conn:
+            events.append(event)
+            state["last"] = event.event_id
+            if event.type == "session.created":
+                state["session"] = event.session.id
+            deltas = [e for e in events if e.type == "response.output_audio.delta"]
+            if len(deltas) == 4 and not dropped:
+                dropped = True
+                conn._connection.transport.abort()  # the network goes away
+            if event.type == "response.done":
+                break
+    assert reconnects == [1006]
+    ids = [e.event_id for e in events]
+    assert len(ids) == len(set(ids))
+    assert sum(1 for e in events if e.type == "session.created") == 1  # the same session
+    text = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+    final = next(e for e in events if e.type == "response.output_audio_transcript.done")
+    assert text == final.transcript and len(text.split()) == 10
+    assert events[-1].response.status == "completed"
