@@ -21,8 +21,9 @@ class RealtimeSettings(BaseSettings):
     resume_grace_s: float = Field(default=15.0, ge=0)
     # Server events kept per session for resumes (the oldest go first past this many bytes).
     resume_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
-    # Concurrent voice sessions per user on one node (sessions waiting for a resume count).
-    max_sessions_per_user: int = Field(default=2, ge=1)
+    # Concurrent voice sessions per user on one node (sessions waiting for a resume count:
+    # a reloaded page starts a new session while its old one waits out the grace).
+    max_sessions_per_user: int = Field(default=3, ge=1)
     # A session's whole length (OpenAI's sessions end after 60 minutes too).
     max_session_s: float = Field(default=3600.0, gt=0)
     # One client event (a JSON text frame), in bytes. Keep it at or below the server's frame
