@@ -42,6 +42,9 @@ class RoomSettings(BaseSettings):
     # On the first join of a room on a node, how long to collect the other nodes'
     # presence before answering `joined` (other members arriving later come as `presence`).
     presence_sync_ms: int = Field(default=100, ge=0, le=5000)
+    # A room message the bus lost (a gap in message seqs, or an outage) is fetched from the
+    # store and delivered this long after the gap is seen (a late one usually arrives).
+    room_repair_delay_s: float = Field(default=0.5, ge=0, le=30)
 
     # --- room limits (docs/limits.md) -------------------------------------------------
     # Members per room (the creator included).

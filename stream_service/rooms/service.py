@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from stream_service.rooms import frames
 from stream_service.rooms.bus.base import Bus, Subscription
 from stream_service.rooms.config import RoomSettings
+from stream_service.rooms.ledger import MessageLedger
 from stream_service.rooms.members import Member
 from stream_service.rooms.presence import RoomPresence
 from stream_service.rooms.typing import RoomTyping
@@ -35,6 +36,7 @@ from stream_service.store.rooms_base import (
     RoomMessage,
     RoomNotFound,
     RoomStore,
+    message_seq,
 )
 
 log = logging.getLogger("rtai.rooms")
@@ -80,6 +82,8 @@ class _LocalRoom:
     members: set[str] = field(default_factory=set)  # known members (membership only grows)
     joining: dict[Member, _Pending] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ledger: MessageLedger = field(default_factory=lambda: MessageLedger(1024))
+    repairing: bool = False
 
 
 class RoomMetrics:
@@ -93,6 +97,11 @@ class RoomMetrics:
         )  # fmt: skip
         self.messages = Counter(
             "rtai_room_messages", "Messages added to room conversations here.", registry=registry
+        )
+        self.repaired = Counter(
+            "rtai_room_messages_repaired",
+            "Room messages the bus lost, delivered from the store instead.",
+            registry=registry,
         )
         self.overflows = Counter(
             "rtai_room_send_overflows",
@@ -230,6 +239,7 @@ class RoomService:
             local.joining.pop(member, None)
             await self._drop_member(local, member)
             raise
+        self._ledger_join(local, member, messages)
         snapshot = JoinSnapshot(room_id, local.presence.snapshot(), messages, streams)
         self._flush_join(local, member, snapshot)
         self.metrics.connections.set(self._connection_count())
@@ -322,7 +332,7 @@ class RoomService:
             self._deliver(local, frame, "E", stream_id, seq)
         elif kind == b"M":
             message_id, frame = frames.split2(body)
-            self._deliver(local, frame, "M", message_id)
+            self._deliver_message(local, message_id, frame)
         elif kind == b"T":
             state = frames.typing_decoder.decode(body)
             self._apply_typing(local, state.user, state.active)
@@ -333,6 +343,49 @@ class RoomService:
                 self._changed(local)
         elif kind == b"S" and body.decode() != self.node_id and not local.presence.empty:
             self._spawn(self._announce(local))
+
+    def _deliver_message(
+        self, local: _LocalRoom, message_id: str, frame: bytes, skip: Member | None = None
+    ) -> None:
+        new, gap = local.ledger.record(message_seq(message_id))
+        # Joining connections always get it (buffered; their `joined` decides); joined
+        # ones only if it is new to this node.
+        self._deliver(local, frame, "M", message_id, joining_only=not new, skip_member=skip)
+        if gap:
+            self._schedule_repair(local)
+
+    def _ledger_join(self, local: _LocalRoom, member: Member, messages: list[RoomMessage]) -> None:
+        """A `joined` snapshot: the first one starts the ledger; a later one may hold
+        messages the bus lost: the others here get them now (the joiner has them)."""
+        if not local.ledger.started:
+            local.ledger.start(m.seq for m in messages)
+            return
+        for seq in local.ledger.unseen(m.seq for m in messages):
+            message = next(m for m in messages if m.seq == seq)
+            self.metrics.repaired.inc()
+            frame = frames.message_frame(local.id, message)
+            self._deliver_message(local, message.id, frame, skip=member)
+
+    def _schedule_repair(self, local: _LocalRoom) -> None:
+        if not local.repairing and local.ledger.started:
+            local.repairing = True
+            self._spawn(self._repair(local))
+
+    async def _repair(self, local: _LocalRoom) -> None:
+        """Deliver the stored messages this node's members were never sent (lost by the
+        bus), after a short delay."""
+        try:
+            await asyncio.sleep(self.config.room_repair_delay_s)
+            stored = await self.store.messages(local.id)
+        finally:
+            local.repairing = False
+        if self._rooms.get(local.id) is not local:
+            return
+        by_seq = {m.seq: m for m in stored}
+        for seq in local.ledger.unseen(list(by_seq)):
+            message = by_seq[seq]
+            self.metrics.repaired.inc()
+            self._deliver_message(local, message.id, frames.message_frame(local.id, message))
 
     def _apply_typing(self, local: _LocalRoom, user: str, active: bool) -> None:
         if local.typing.set(user, active, self._now()):
@@ -358,14 +411,16 @@ class RoomService:
         seq: int = 0,
         *,
         skip_user: str | None = None,
+        skip_member: Member | None = None,
+        joining_only: bool = False,
     ) -> None:
         for member in local.presence.connections():
-            if member.user == skip_user:
+            if member.user == skip_user or member is skip_member:
                 continue
             pending = local.joining.get(member)
             if pending is not None:
                 pending.frames.append((kind, key, seq, frame))
-            else:
+            elif not joining_only:
                 self._send(member, frame)
 
     def _send(self, member: Member, frame: bytes) -> None:
@@ -447,6 +502,7 @@ class RoomService:
         for local in list(self._rooms.values()):
             await self._announce(local)
             await self.bus.publish(frames.channel(local.id), frames.bus_sync(self.node_id))
+            self._schedule_repair(local)  # messages published while the bus was down
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -32,6 +32,12 @@ def message_id(seq: int) -> str:
     return f"m{seq:010d}"
 
 
+def message_seq(message_id: str) -> int:
+    """The seq in a message id (``m<seq>``); 0 if it is not one."""
+    digits = message_id[1:]
+    return int(digits) if message_id[:1] == "m" and digits.isdigit() else 0
+
+
 def content_bytes(content: str) -> int:
     return len(content.encode("utf-8"))
 

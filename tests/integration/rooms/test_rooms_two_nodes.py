@@ -187,6 +187,8 @@ async def test_a_long_outage_ends_with_presence_restored(node: Node) -> None:
         await b.join(bob, room_id)
         await alice.wait({"type": "presence", "user": "bob", "state": "joined"})
         server.stop()
+        await asyncio.sleep(0.3)
+        during = await b.post_message("bob", room_id, "said while the bus was down")
         # longer than the presence TTL: each side sees the other go (it cannot tell a dead
         # node from a dead bus) ...
         await alice.wait({"type": "presence", "user": "bob", "state": "left"}, within=5)
@@ -200,6 +202,10 @@ async def test_a_long_outage_ends_with_presence_restored(node: Node) -> None:
         assert alice.presence()[-1] == ("bob", "joined")
         assert bob.presence()[-1] == ("alice", "joined")
         assert a.members_present(room_id) == ["alice", "bob"]
+        # the message the bus could not carry came from the store once it was back
+        got = await alice.wait({"type": "message", "id": during.id}, within=5)
+        assert got["content"] == "said while the bus was down"
+        assert [m["id"] for m in alice.of("message")] == [during.id]
     finally:
         server.stop()
 

@@ -234,3 +234,34 @@ async def test_health_reports_the_bus_and_local_rooms(rooms: RoomService) -> Non
     assert health["rooms"] == 1 and health["connections"] == 1
     assert health["bus"] == {"kind": "memory", "state": "connected", "outages": 0,
                              "down_for_s": 0.0}  # fmt: skip
+
+
+async def test_a_message_the_bus_lost_is_delivered_from_the_store_once() -> None:
+    store = MemoryRoomStore(RoomLimits())
+    config = RoomSettings(room_repair_delay_s=0.1, presence_sync_ms=0)
+    rooms = RoomService(store, MemoryBus("n1"), config)
+    await rooms.start()
+    try:
+        room_id = await room_with(rooms, "alice", "bob")
+        alice, bob = Conn("alice"), Conn("bob")
+        await rooms.join(alice, room_id)
+        await rooms.join(bob, room_id)
+        lost = await store.append(room_id, "bob", "user", "stored, never published")
+        after = await rooms.post_message("bob", room_id, "the next one")
+        assert [m["id"] for m in alice.of("message")] == [after.id]
+        await alice.wait({"type": "message", "id": lost.id}, within=3)
+        await asyncio.sleep(0.3)
+        assert [m["id"] for m in alice.of("message")] == [after.id, lost.id]
+        assert rooms.metrics.repaired._value.get() == 1
+
+        # a later joiner's `joined` shows a lost message: the others get it now, it once
+        lost2 = await store.append(room_id, "bob", "user", "lost again")
+        carol_bob = Conn("bob")
+        snap = await rooms.join(carol_bob, room_id)
+        assert lost2.id in [m.id for m in snap.messages]
+        assert alice.of("message")[-1]["id"] == lost2.id
+        assert carol_bob.of("message") == []
+        await asyncio.sleep(0.3)
+        assert [m["id"] for m in alice.of("message")].count(lost2.id) == 1
+    finally:
+        await rooms.stop()
