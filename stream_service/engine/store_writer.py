@@ -91,13 +91,17 @@ class StoreWriter:
         outage; a lost lease means another node already tells its story)."""
         try:
             if not stream.lease_lost:
-                with contextlib.suppress(LeaseLost):
-                    await self.flush(stream, final=True)
-                    await retry(
-                        lambda: self.store.finish(
-                            stream.id, self.node, stream.status.value, stream.last_seq
-                        )
+                await self.flush(stream, final=True)
+                await retry(
+                    lambda: self.store.finish(
+                        stream.id, self.node, stream.status.value, stream.last_seq
                     )
+                )
+        except LeaseLost:
+            # Declared lost while it ended (a node frozen past its lease): from now on this
+            # node answers for it from the store, like every other node, not from memory.
+            log.warning("stream %s ended after another node declared it lost", stream.id)
+            stream.lease_lost = True
         except Exception:
             log.exception("final flush of %s failed; its lease will lapse", stream.id)
         finally:

@@ -169,7 +169,9 @@ async def test_finish_after_a_lost_lease_writes_nothing() -> None:
     assert not writer.stored(stream)  # forgotten
 
 
-async def test_finish_raises_nothing_when_the_record_says_another_node_owns_it() -> None:
+async def test_a_stream_that_ends_after_it_was_declared_lost_defers_to_the_store() -> None:
+    """A node frozen past its lease (GC pause, SIGSTOP) thaws and its producer ends: its
+    final write is refused, and from then on it answers from the store like every node."""
     store, _ = recording_store()
     stream = live_stream()
     writer = _writer(store, {stream.id: stream})
@@ -181,6 +183,7 @@ async def test_finish_raises_nothing_when_the_record_says_another_node_owns_it()
     await asyncio.wait_for(writer.finish(stream), 5)  # no retry loop on LeaseLost
     meta = await store.get_meta(stream.id)
     assert meta is not None and meta.status == "failed"
+    assert stream.lease_lost  # the engine no longer tells this stream's story from memory
 
 
 async def test_lease_lost_is_raised_not_retried() -> None:
