@@ -375,9 +375,8 @@ def mint_token(user: str = "bench") -> str:
 
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     """moto's DynamoDB over HTTP, in a process of its own on the harness's cores."""
-    moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     return start(
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "bench.moto_server", str(port)],
         {},
         f"http://127.0.0.1:{port}/moto-api/",
         nice=HARNESS_NICE,

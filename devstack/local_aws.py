@@ -5,9 +5,33 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
+from typing import Any
 
+from moto.dynamodb.models import DynamoDBBackend
 from moto.server import ThreadedMotoServer
+
+_ITEM_OPERATIONS = ("put_item", "get_item", "query", "update_item", "delete_item")
+_atomic = threading.RLock()
+
+
+def make_dynamodb_atomic() -> None:
+    """DynamoDB applies each item write atomically (a conditional update is read, checked
+    and written as one step); moto's threaded server does not lock its in-memory tables, so
+    two concurrent conditional updates of one item can interleave. One lock around moto's
+    item operations restores DynamoDB's semantics for local runs and tests."""
+    for name in _ITEM_OPERATIONS:
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "_rtai_atomic", False):
+            continue
+
+        def locked(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            with _atomic:
+                return __method(*args, **kwargs)
+
+        locked._rtai_atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, locked)
 
 
 def free_port() -> int:
@@ -27,6 +51,7 @@ class LocalAws:
     @classmethod
     def start(cls, port: int | None = None) -> LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        make_dynamodb_atomic()
         port = port or free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

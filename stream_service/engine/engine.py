@@ -332,8 +332,20 @@ class StreamEngine:
         if meta is None or (
             meta.owner != owner and not await self.shared_access(owner, meta.owner)
         ):
+            # Another user's stream answers as late as an unknown one: no timing tells
+            # whether an id exists.
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             raise errors.not_found(stream_id)
         return meta
+
+    async def recorded(self, stream: LiveStream) -> None:
+        """Wait until the stream's record is in the store, so that a reader on any node
+        finds it (``POST /stream/v1/streams`` answers once it is); the upstream call is
+        already under way."""
+        try:
+            await self.writer.flush(stream)
+        except Exception:  # the store is failing: the flush loop retries; answer anyway
+            log.warning("first write of %s failed", stream.id, exc_info=True)
 
     async def running_position(self, stream_id: str) -> int | None:
         """The last seq of a stream that still runs (here or anywhere), else None."""

@@ -59,6 +59,7 @@ class Watchdog:
         self._tasks = [
             asyncio.create_task(self._poll_loop(), name="watchdog-poll"),
             asyncio.create_task(self._keepalive_loop(), name="watchdog-keepalive"),
+            asyncio.create_task(self._lease_loop(), name="watchdog-leases"),
         ]
 
     async def stop(self) -> None:
@@ -98,17 +99,42 @@ class Watchdog:
             return StopReason.UPSTREAM_TIMEOUT
         return None
 
+    async def renew_leases(self) -> None:
+        """Renew the lease of every stored stream that is due (every third of the TTL),
+        at once. A stream whose producer ended keeps its lease until its final flush and
+        status are written (a slow store must not let another node declare it lost)."""
+        mono = time.monotonic()
+        lease_until = now_ms() + int(self.limits.lease_ttl_s * 1000)
+        beats = [
+            self._renew(s, lease_until)
+            for s in list(self._streams())
+            if self._stored(s) and not s.lease_lost and self._due(s, mono)
+        ]
+        if beats:
+            await asyncio.gather(*beats, return_exceptions=True)
+
+    async def _lease_loop(self) -> None:
+        """Apart from the poll: a slow poll never delays a renewal."""
+        while True:
+            await asyncio.sleep(self.limits.lease_ttl_s / 6)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.warning("lease renewal failed", exc_info=True)
+
     async def check(self) -> None:
-        """One round: facts from the store, timeouts, the grace window, lease renewals."""
-        running = [s for s in self._streams() if not s.finished and self._stored(s)]
+        """One round of the cross-node facts: cancel flags, remote readers, timeouts and
+        the grace window of this node's running streams."""
+        running = [
+            s for s in self._streams() if not s.finished and self._stored(s) and not s.lease_lost
+        ]
         if not running:
             return
-        facts = await self.store.poll([s.id for s in running])
         mono = time.monotonic()
-        perf = time.perf_counter()
         wall = now_ms()
         limits = self.limits
-        beats = []
+        facts = await self.store.poll([s.id for s in running])
+        perf = time.perf_counter()
         for stream in running:
             presence = stream.presence
             fact = facts.get(stream.id)
@@ -125,18 +151,20 @@ class Watchdog:
             unread = presence.local == 0 and presence.remote_until_ms < wall
             if unread and mono - presence.detached_since >= limits.resume_grace_s:
                 self._stop(stream, StopReason.NO_READER)
-                continue
-            last = self._beats.get(stream.id, 0.0)
-            if mono - last >= limits.lease_ttl_s / 3:
-                self._beats[stream.id] = mono
-                beats.append(self._renew(stream, wall + int(limits.lease_ttl_s * 1000)))
-        if beats:
-            await asyncio.gather(*beats, return_exceptions=True)
+
+    def _due(self, stream: LiveStream, mono: float) -> bool:
+        """Whether the stream's lease is due for renewal (every third of its TTL)."""
+        if mono - self._beats.get(stream.id, 0.0) < self.limits.lease_ttl_s / 3:
+            return False
+        self._beats[stream.id] = mono
+        return True
 
     async def _renew(self, stream: LiveStream, lease_until: int) -> None:
         try:
             # what it has produced so far: a bound for the Last-Event-ID other nodes accept
             await self.store.heartbeat(stream.id, self.node, lease_until, stream.last_seq)
         except LeaseLost:
+            if stream.finished:
+                return  # its final status was written meanwhile
             log.warning("lost the lease of %s; stopping its producer", stream.id)
             self._stop(stream, StopReason.LEASE_LOST)

@@ -49,6 +49,7 @@ class StreamsController(Controller):
         accepted = time.perf_counter()
         chat = parse_chat_request(await request.body(), settings)
         stream = await engine.create(principal.sub, chat, accepted)
+        await engine.recorded(stream)  # readable on every node once the client has its id
         return {
             "id": stream.id,
             "events_url": events_url(url_tokens, stream.id, principal.sub),

@@ -142,15 +142,25 @@ async def test_leases_are_renewed_with_the_produced_seq_and_a_lost_lease_stops_i
     rig.stream.append_delta(" a")
     rig.stream.append_delta(" b")
     before = now_ms()
-    await rig.watchdog.check()
+    await rig.watchdog.renew_leases()
     meta = await rig.store.get_meta(rig.stream.id)
     assert meta is not None
     assert meta.lease_until_ms >= before + 300 and meta.last_seq == 2
     # another node declares it lost: the next renewal tells the watchdog
     assert await rig.store.mark_lost(rig.stream.id, now_ms() + 60_000)
     await asyncio.sleep(0.11)  # a third of the lease: time to renew
-    await rig.watchdog.check()
+    await rig.watchdog.renew_leases()
     assert rig.stops == [StopReason.LEASE_LOST]
+
+
+async def test_a_finished_stream_keeps_its_lease_until_its_status_is_written() -> None:
+    rig = await _rig(lease_ttl_s=0.3)
+    rig.stream.finished = True  # its final flush is still under way
+    before = now_ms()
+    await rig.watchdog.renew_leases()
+    meta = await rig.store.get_meta(rig.stream.id)
+    assert meta is not None
+    assert meta.lease_until_ms >= before + 300
 
 
 async def test_streams_without_a_record_yet_or_finished_are_left_alone() -> None:
