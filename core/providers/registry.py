@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import httpx2
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from typing import TYPE_CHECKING
 
 from core.providers.base import ModelProvider
 from core.providers.local import LocalProvider
-from core.providers.openai import OpenAIProvider
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai import AsyncOpenAI
 
 
 def _split(value: str) -> list[str]:
@@ -25,6 +27,12 @@ def build_provider(
     streams, for callers that watch upstream silence themselves (the stream engine).
     ``http_client`` is the transport used when ``OPENAI_HTTP_CLIENT`` is ``auto``."""
     if settings.provider == "openai":
+        # The SDK (and its HTTP stack) only for this provider: a large share of a cold start.
+        import httpx2
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+        from core.providers.openai import OpenAIProvider
+
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
 
         def sdk(http: httpx2.AsyncClient) -> AsyncOpenAI:

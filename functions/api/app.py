@@ -12,6 +12,7 @@ from core.http.auth import PRINCIPAL_DEPENDENCY
 from core.http.errors import EXCEPTION_HANDLERS
 from core.http.ids import require_valid_path_ids
 from core.providers import ModelProvider, build_provider
+from core.providers.lazy import LazyProvider
 from core.settings import Settings, get_settings
 from functions.api.domain.batches.controller import BatchesController
 from functions.api.domain.chat.controller import ChatController
@@ -39,7 +40,8 @@ def create_app(settings: Settings | None = None, provider: ModelProvider | None 
     ]
     state = {
         "settings": settings,
-        "provider": provider or build_provider(settings),
+        # Built at the first request that calls the model (the SDK is a large import).
+        "provider": provider or LazyProvider(lambda: build_provider(settings)),
         "verifier": build_verifier(settings),
     }
     if settings.auth_mode == "dev":
@@ -53,4 +55,8 @@ def create_app(settings: Settings | None = None, provider: ModelProvider | None 
         request_max_body_size=settings.max_request_bytes,
         state=State(state),
         openapi_config=None,
+        # No logging setup of Litestar's own (a queue listener, logging.config at import):
+        # the service's loggers ("rtai.*") propagate to the host's root logger (Lambda's
+        # JSON log format, uvicorn's locally).
+        logging_config=None,
     )

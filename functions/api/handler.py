@@ -1,24 +1,43 @@
-"""Lambda entry point: the Litestar app behind Mangum (lifespan off; built at import)."""
+"""Lambda entry point: the Litestar app behind Mangum (lifespan off; built at import).
+
+A cold start imports only what every request needs (Litestar, settings, token checks).
+The model SDK is imported by the first request that calls the model (``LazyProvider``)
+and the batch code (boto3, Powertools idempotency) by the first batch or files request.
+With SnapStart, the snapshot is taken after :func:`_before_snapshot` has imported those
+too, so restored instances have them all. Logs: Lambda's JSON log format (it adds the
+request id), no logging framework of our own.
+"""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from core.settings import get_settings, require_safe_exposure
 from functions.api.app import create_app
 
-logger = Logger(service="rtai-api")
 # Fail closed: a function URL or API route is public, so dev auth needs AUTH_DEV_ALLOW_PUBLIC.
 require_safe_exposure(get_settings(), None)
 app = create_app()
 _asgi = Mangum(cast(Any, app), lifespan="off")
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result: dict[str, Any] = _asgi(event, cast(Any, context))
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result: dict[str, Any] = _asgi(event, context)
     return result
+
+
+def _before_snapshot() -> None:
+    """SnapStart: import what first requests would otherwise import, before the snapshot."""
+    import functions.batch.service  # noqa: F401 - boto3, Powertools idempotency
+
+    getattr(app.state.provider, "provider", None)  # a LazyProvider builds it (the SDK)
+
+
+try:  # only inside Lambda's Python runtime (SnapStart's runtime hooks)
+    from snapshot_restore_py import register_before_snapshot  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - everywhere else
+    pass
+else:  # pragma: no cover
+    register_before_snapshot(_before_snapshot)

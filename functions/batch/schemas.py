@@ -241,3 +241,21 @@ def unexecuted_line(batch_id: str, line: int, custom_id: str, reason: str) -> di
         "response": None,
         "error": {"code": reason, "message": messages.get(reason, reason)},
     }
+
+
+class CreateBatch(msgspec.Struct, kw_only=True):
+    """``POST /v1/batches``'s body."""
+
+    input_file_id: str
+    endpoint: str
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    output_expires_after: dict[str, Any] | None = None
+
+
+class CreateUpload(msgspec.Struct, kw_only=True):
+    """``POST /v1/files/uploads``' body (a presigned S3 upload)."""
+
+    filename: str
+    bytes: int
+    purpose: str = "batch"

@@ -33,6 +33,8 @@ from functions.batch.schemas import (
     TERMINAL,
     BatchRecord,
     ChunkMessage,
+    CreateBatch,
+    CreateUpload,
     FileRecord,
     FinalizeMessage,
     new_batch_id,
@@ -53,20 +55,6 @@ PRESIGN_TTL_S = 3600
 MAX_WINDOW_S = 7 * 24 * 3600
 _WINDOW_RE = re.compile(r"^(\d{1,7})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class CreateBatch(msgspec.Struct, kw_only=True):
-    input_file_id: str
-    endpoint: str
-    completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
-    output_expires_after: dict[str, Any] | None = None
-
-
-class CreateUpload(msgspec.Struct, kw_only=True):
-    filename: str
-    bytes: int
-    purpose: str = "batch"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -15,10 +15,17 @@ from litestar.params import FromPath, FromQuery
 from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal
 from core.settings import Settings
-from functions.batch.service import BatchService, CreateBatch, service_for
+from functions.batch.schemas import CreateBatch
+
+if TYPE_CHECKING:
+    from functions.batch.service import BatchService
 
 
 def _service(request: Request[Any, Any, Any]) -> BatchService:
+    # Imported at first use: boto3 and Powertools idempotency are a large share of a cold
+    # start that a chat or models request does not need.
+    from functions.batch.service import service_for
+
     settings: Settings = request.app.state.settings
     return service_for(settings)
 

@@ -7,7 +7,7 @@ above the direct-upload limit (API Gateway + Lambda take at most 6 MB per reques
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
@@ -18,7 +18,10 @@ from litestar.response import Redirect
 from core.errors import InvalidRequest, PayloadTooLarge
 from core.http.auth import AuthPrincipal
 from core.settings import Settings
-from functions.batch.service import BatchService, CreateUpload, service_for
+from functions.batch.schemas import CreateUpload
+
+if TYPE_CHECKING:
+    from functions.batch.service import BatchService
 
 # Litestar's own cap for this route; the configured MAX_UPLOAD_BYTES is checked below.
 _ROUTE_BODY_CAP = 64 * 1024 * 1024
@@ -26,6 +29,10 @@ _MULTIPART_OVERHEAD = 64 * 1024
 
 
 def _service(request: Request[Any, Any, Any]) -> BatchService:
+    # Imported at first use: boto3 and Powertools idempotency are a large share of a cold
+    # start that a chat or models request does not need.
+    from functions.batch.service import service_for
+
     settings: Settings = request.app.state.settings
     return service_for(settings)
 
