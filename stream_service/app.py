@@ -34,6 +34,7 @@ from stream_service.store import StreamStore
 from stream_service.store.dynamodb import DynamoStreamStore
 from stream_service.store.memory import MemoryStore
 from stream_service.transports.ws.config import get_ws_settings
+from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
 
 
@@ -82,6 +83,11 @@ def create_app(
     replies = RoomReplies(engine, rooms, room_model.strip())
     engine.shared_access = replies.may_read  # members read, resume, cancel room replies
     rooms.set_reply_status(engine.running_position)
+    ws_hub = WsHub()
+    # SIGTERM: rooms stop announcing this node's members (no left/joined flicker for those
+    # who reconnect elsewhere), then every socket is asked to reconnect (1012).
+    engine.on_drain(rooms.drain)
+    engine.on_drain(ws_hub.close_all)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -103,6 +109,7 @@ def create_app(
         "ws_config": ws_config,
         "ws_tickets": UrlTokens(settings.url_token_key, ws_config.ticket_ttl_s),
         "room_replies": replies,
+        "ws_hub": ws_hub,
     }
     return Litestar(
         route_handlers=[

@@ -152,6 +152,7 @@ class StreamEngine:
         )
         self._background: set[asyncio.Future[None]] = set()
         self.shared_access: SharedAccess = _owner_only
+        self._drain_hooks: list[Callable[[], Awaitable[None]]] = []
         store.observe_writes(self.metrics.store_write)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -171,9 +172,18 @@ class StreamEngine:
         await self.slots.stop()
         await self.provider.aclose()  # its connection pool
 
+    def on_drain(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` when the node starts draining (transports close their sockets)."""
+        self._drain_hooks.append(hook)
+
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """SIGTERM: refuse new streams, ask clients to reconnect elsewhere, let producers finish."""
         self.draining = True
+        for hook in self._drain_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.warning("a drain hook failed", exc_info=True)
         for stream in list(self.live.values()):
             stream.wake()
         deadline = time.monotonic() + (timeout if timeout is not None else self.config.drain_s)

@@ -15,6 +15,7 @@ from stream_service.engine.engine import StreamEngine
 from stream_service.rooms.service import RoomService
 from stream_service.transports.ws.config import WsSettings
 from stream_service.transports.ws.connection import CLOSE_UNAUTHORIZED, WsConnection
+from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
 from stream_service.transports.ws.session import WsSession
 
@@ -51,6 +52,7 @@ async def serve(
     tickets: UrlTokens,
     rooms: RoomService | None,
     replies: RoomReplies | None,
+    hub: WsHub,
 ) -> None:
     principal = await authenticate(socket, verifier, tickets)
     if principal is None:
@@ -61,6 +63,7 @@ async def serve(
     conn = WsConnection(principal.sub, socket.send, ws.send_buffer_bytes)  # type: ignore[arg-type]
     session = WsSession(conn, engine, settings, ws, rooms, replies)
     conn.start()
+    hub.add(conn)
     engine.metrics.connections.inc()
     try:
         while conn.close_code is None:
@@ -72,6 +75,7 @@ async def serve(
     except Exception:  # the client went away mid-frame: nothing more to do
         log.debug("ws receive ended", exc_info=True)
     finally:
+        hub.discard(conn)
         engine.metrics.connections.dec()
         await session.close()
         await conn.stop()

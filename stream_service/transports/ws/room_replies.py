@@ -15,9 +15,10 @@ import asyncio
 import logging
 import time
 
-from core.schemas.chat import ChatCompletionRequest, ChatMessage
+from core.schemas.chat import ChatCompletionRequest
 from stream_service.engine.engine import StreamEngine
 from stream_service.engine.events import DELTA_TEXT, Event
+from stream_service.rooms.conversation import as_chat_messages
 from stream_service.rooms.service import RoomService
 from stream_service.transports.ws.format import WsEvents
 
@@ -51,13 +52,7 @@ class RoomReplies:
         """Add the member's message, then start the assistant's reply to the whole
         conversation; the reply's stream id. Room errors and 429s raise."""
         await self.rooms.post_message(user, room_id, content)
-        conversation = await self.rooms.conversation(room_id)
-        messages = [
-            ChatMessage(role="assistant", content=m.content)
-            if m.role == "assistant"
-            else ChatMessage(role="user", content=f"{m.user}: {m.content}")
-            for m in conversation
-        ]
+        messages = as_chat_messages(await self.rooms.conversation(room_id))
         request = ChatCompletionRequest(model=model or self.default_model, messages=messages)
         queue: asyncio.Queue[Event] = asyncio.Queue()
         stream = await self.engine.create(
