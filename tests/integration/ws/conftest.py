@@ -5,6 +5,7 @@ the room bus (``BUS_URL``), driven with the ``websockets`` client, httpx and SSE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -112,18 +113,43 @@ def ws_url(node: ProcessServer, path: str = "/stream/v1/ws") -> str:
 
 
 class WsClient:
-    """A ``websockets`` connection that keeps every frame it received, in order."""
+    """A ``websockets`` connection that keeps every frame it received, in order.
 
-    def __init__(self, conn: ClientConnection, name: str) -> None:
+    A background task reads all the time, as a real client does (the client library then
+    answers the server's pings); ``reading=False`` leaves the reads to the test.
+    """
+
+    def __init__(self, conn: ClientConnection, name: str, *, reading: bool = True) -> None:
         self.conn = conn
         self.name = name
         self.frames: list[dict[str, Any]] = []
-        self._seen = 0  # frames already matched by ``expect``
+        self.close_code: int | None = None
+        self._matched: set[int] = set()  # indexes of frames ``expect`` returned
+        self._new = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read_all()) if reading else None
+
+    async def _read_all(self) -> None:
+        try:
+            async for raw in self.conn:
+                self.frames.append(json.loads(raw))
+                self._new.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ended_with(self.conn.close_code)
+
+    def _ended_with(self, code: int | None) -> None:
+        self.close_code = code
+        self._ended.set()
+        self._new.set()
 
     async def send(self, frame: dict[str, Any] | str | bytes) -> None:
         await self.conn.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
 
     async def recv(self, within: float = 5.0) -> dict[str, Any]:
+        """One frame, read by the test (``reading=False``)."""
+        assert self._reader is None, "frames are read in the background"
         raw = await asyncio.wait_for(self.conn.recv(), within)
         frame: dict[str, Any] = json.loads(raw)
         self.frames.append(frame)
@@ -132,30 +158,33 @@ class WsClient:
     async def expect(
         self, match: dict[str, Any] | Callable[[dict[str, Any]], bool], within: float = 5.0
     ) -> dict[str, Any]:
-        """The next frame (after the last one matched) that has ``match``'s fields."""
+        """The first frame received (and not returned before) that has ``match``'s fields,
+        waiting up to ``within`` seconds for it."""
 
         def ok(frame: dict[str, Any]) -> bool:
             if callable(match):
                 return match(frame)
             return all(frame.get(k) == v for k, v in match.items())
 
-        while self._seen < len(self.frames):
-            frame = self.frames[self._seen]
-            self._seen += 1
-            if ok(frame):
-                return frame
         deadline = time.monotonic() + within
         while True:
+            for index, frame in enumerate(self.frames):
+                if index not in self._matched and ok(frame):
+                    self._matched.add(index)
+                    return frame
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{self.name}: no frame like {match!r}; got {self.frames!r}")
-            try:
-                frame = await self.recv(left)
-            except TimeoutError:
+            if left <= 0 or self._ended.is_set():
+                raise AssertionError(
+                    f"{self.name}: no frame like {match!r} (closed: {self.close_code});"
+                    f" got {self.frames!r}"
+                )
+            if self._reader is None:
+                with contextlib.suppress(TimeoutError):
+                    await self.recv(left)
                 continue
-            self._seen = len(self.frames)
-            if ok(frame):
-                return frame
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), left)
 
     async def stream(self, stream_id: str, within: float = 15.0) -> list[dict[str, Any]]:
         """Every frame of ``stream_id`` received, up to and including its last one."""
@@ -173,16 +202,22 @@ class WsClient:
         return [f for f in self.frames if f.get("stream_id") == stream_id and "seq" in f]
 
     async def closed(self, within: float = 10.0) -> int | None:
-        """Read until the server closes; the close code it sent."""
+        """Wait until the server closes; the close code it sent."""
+        if self._reader is not None:
+            await asyncio.wait_for(self._ended.wait(), within)
+            return self.close_code
         try:
             async with asyncio.timeout(within):
                 while True:
                     await self.recv(within)
-        except ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd is not None else None
+        except ConnectionClosed:
+            self._ended_with(self.conn.close_code)
+        return self.close_code
 
     async def close(self) -> None:
         await self.conn.close()
+        if self._reader is not None:
+            await self._reader
 
 
 async def open_ws(

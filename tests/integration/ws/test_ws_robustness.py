@@ -265,7 +265,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4008_then_resumes(
         ws_url(fast_node), sock=tiny, additional_headers=bearer(tokens, name),
         max_queue=1, ping_interval=None,
     )  # fmt: skip
-    ws = WsClient(conn, "slow-reader")
+    ws = WsClient(conn, "slow-reader", reading=False)
     await ws.send({"type": "chat.send", "ref": "long", **chat_request("/tokens 100000",
                                                                        max_tokens=100000)})  # fmt: skip
     await asyncio.sleep(3.0)  # reads nothing while the reply pours out
