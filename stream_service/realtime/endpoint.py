@@ -27,6 +27,7 @@ from stream_service.realtime.limits import ClientLimits
 from stream_service.realtime.metrics import RealtimeMetrics
 from stream_service.realtime.protocol import (
     CLOSE_POLICY,
+    CLOSE_RESTART,
     CLOSE_SLOW,
     CLOSE_UPSTREAM,
     ProtocolError,
@@ -100,7 +101,8 @@ class RealtimeEndpoint:
             try:
                 session = self._registry.create(caller.principal.sub, model, self._provider)
             except ProtocolError as exc:
-                await _refuse(socket, exc)
+                code = CLOSE_RESTART if exc.code == "server_restarting" else CLOSE_POLICY
+                await _refuse(socket, exc, code)
                 return
             session.backend = self._make_backend(caller, limits)
             try:
@@ -259,12 +261,14 @@ class RealtimeEndpoint:
                 await log_.wait_beyond(seq)
 
 
-async def _refuse(socket: WebSocket[Any, Any, Any], error: ProtocolError) -> None:
+async def _refuse(
+    socket: WebSocket[Any, Any, Any], error: ProtocolError, code: int = CLOSE_POLICY
+) -> None:
     event = error.event()
     event["event_id"] = new_id("event")
     with contextlib.suppress(Exception):
         await socket.send_text(msgspec.json.encode(event).decode())
-    await _close(socket, CLOSE_POLICY, error.code)
+    await _close(socket, code, error.code)
 
 
 async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:

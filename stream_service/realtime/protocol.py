@@ -17,10 +17,12 @@ import msgspec
 ErrorType = Literal["invalid_request_error", "server_error", "rate_limit_error"]
 
 # Close codes: 1000 a normal end; 1008 refused (auth, limits, unknown session); 1011 the
-# upstream failed; 1013 the client read too slowly (it may resume).
+# upstream failed; 1012 the node is restarting (start a new session elsewhere); 1013 the
+# client read too slowly (it may resume).
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_UPSTREAM = 1011
+CLOSE_RESTART = 1012
 CLOSE_SLOW = 1013
 
 

@@ -34,6 +34,10 @@ class RealtimeRoutes:
     registry: SessionRegistry
     metrics: RealtimeMetrics
 
+    async def drain(self) -> None:
+        """The node is draining (SIGTERM): register with ``engine.on_drain``."""
+        await self.registry.drain()
+
 
 def realtime_routes(
     settings: Settings,

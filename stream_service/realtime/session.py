@@ -26,6 +26,7 @@ from stream_service.realtime.metrics import RealtimeMetrics
 from stream_service.realtime.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_RESTART,
     Envelope,
     ProtocolError,
     error_event,
@@ -193,6 +194,7 @@ class SessionRegistry:
         self._metrics = metrics
         self._sessions: dict[str, RealtimeSession] = {}
         self._by_user: dict[str, set[str]] = {}
+        self.draining = False
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -205,6 +207,12 @@ class SessionRegistry:
         return session
 
     def create(self, owner: str, model: str, provider: str) -> RealtimeSession:
+        if self.draining:
+            raise ProtocolError(
+                "This node is restarting; connect again for a new session.",
+                "server_restarting",
+                type="server_error",
+            )
         held = self._by_user.get(owner, set())
         limit = self._settings.max_sessions_per_user
         if len(held) >= limit:
@@ -239,6 +247,22 @@ class SessionRegistry:
             held.discard(session.id)
             if not held:
                 del self._by_user[session.owner]
+
+    async def drain(self) -> None:
+        """SIGTERM: no new sessions here; each open one gets an ``error``
+        (``server_restarting``) and closes with 1012. A session lives in this node's memory
+        and cannot move: its client starts a new one on another node."""
+        self.draining = True
+        for session in list(self._sessions.values()):
+            session.emit(
+                error_event(
+                    "This node is restarting; the session ends here. Start a new session "
+                    "(the conversation cannot move to another node).",
+                    "server_restarting",
+                    type="server_error",
+                )
+            )
+            session.end(CLOSE_RESTART, "the node is draining")
 
     async def close_all(self) -> None:
         sessions = list(self._sessions.values())

@@ -102,3 +102,18 @@ async def test_every_server_event_id_is_unique() -> None:
     session = registry().create("alice", "m", "local")
     ids = {session.emit({"type": "x"}) for _ in range(1000)}
     assert len(ids) == 1000
+
+
+async def test_a_draining_node_ends_its_sessions_and_takes_no_new_ones() -> None:
+    sessions = registry()
+    session = sessions.create("alice", "m", "local")
+    session.backend = backend = Recorder()
+    await sessions.drain()
+    assert not session.open and session.end_code == 1012
+    last = json.loads(session.log.read(session.log.next_seq - 1)[0][0])
+    assert last["error"]["code"] == "server_restarting"
+    with pytest.raises(ProtocolError) as caught:
+        sessions.create("alice", "m", "local")
+    assert caught.value.code == "server_restarting"
+    await asyncio.sleep(0.05)
+    assert backend.closed == 1
