@@ -88,6 +88,7 @@ def create_app(
     # who reconnect elsewhere), then every socket is asked to reconnect (1012).
     engine.on_drain(rooms.drain)
     engine.on_drain(ws_hub.close_all)
+    engine.on_drain(voice.drain)  # voice sessions end with 1012: a new one elsewhere
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
