@@ -326,3 +326,32 @@ async def test_bad_events_get_errors_and_the_session_goes_on(connect: Connect) -
         await conn.session.update(session={"type": "realtime", "instructions": "Be brief."})
         updated = await events.until("session.updated")
         assert updated.session.instructions == "Be brief."
+
+
+async def test_with_interrupt_response_false_speech_does_not_cancel_the_reply(
+    connect: Connect,
+) -> None:
+    async with connect() as conn:
+        events = Events(conn)
+        await events.until("session.created")
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "max_output_tokens": 14,
+                "audio": {
+                    "input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}
+                },
+            }
+        )
+        await events.until("session.updated")
+        await stream_audio(conn, speech("Tell me a story") + silence(700))
+        first = await events.until("response.output_audio.delta", within=15)
+        await stream_audio(conn, silence(300) + speech("Hmm, interesting") + silence(200))
+        done = await events.until(
+            lambda e: e.type == "response.done" and e.response.id == first.response_id,
+            within=20,
+        )
+        starts = events.of("input_audio_buffer.speech_started")
+        assert len(starts) == 2  # the user was heard during the reply...
+        assert events.seen.index(starts[1]) < events.seen.index(done)
+        assert done.response.status == "completed"  # ...and the reply went on
