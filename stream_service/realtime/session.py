@@ -82,7 +82,7 @@ class RealtimeSession:
         self.provider = provider
         self.settings = settings
         self.metrics = metrics
-        self.log = EventLog(settings.resume_buffer_bytes)
+        self.log = EventLog(settings.resume_buffer_bytes, settings.resume_buffer_s)
         self.state = SessionState.OPEN
         self.end_code = CLOSE_NORMAL
         self.backend: Backend | None = None

@@ -19,8 +19,10 @@ class RealtimeSettings(BaseSettings):
 
     # How long a session (and its upstream) stays open with no client, waiting for a resume.
     resume_grace_s: float = Field(default=15.0, ge=0)
-    # Server events kept per session for resumes (the oldest go first past this many bytes).
-    resume_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # Server events kept per session for resumes: those of the last RESUME_BUFFER_S seconds
+    # (at least the grace), at most RESUME_BUFFER_BYTES of them (reply audio is ~64 KB/s).
+    resume_buffer_s: float = Field(default=30.0, gt=0)
+    resume_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # Concurrent voice sessions per user on one node (sessions waiting for a resume count:
     # a reloaded page starts a new session while its old one waits out the grace).
     max_sessions_per_user: int = Field(default=3, ge=1)
@@ -53,6 +55,8 @@ class RealtimeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> RealtimeSettings:
+        if self.resume_buffer_s < self.resume_grace_s:
+            raise ValueError("REALTIME_RESUME_BUFFER_S must be at least REALTIME_RESUME_GRACE_S")
         if self.max_append_bytes * 4 // 3 + 256 > self.max_event_bytes:
             raise ValueError(
                 "REALTIME_MAX_APPEND_BYTES (as base64) must fit in REALTIME_MAX_EVENT_BYTES"

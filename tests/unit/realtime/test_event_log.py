@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -40,3 +41,15 @@ async def test_a_waiting_reader_wakes_on_append_and_on_poke() -> None:
     await asyncio.sleep(0.01)
     log.poke()
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_old_events_go_and_the_last_one_dropped_still_resumes() -> None:
+    log = EventLog(max_bytes=1 << 20, max_age_s=0.05)
+    log.append("a", "e0", time.monotonic())
+    await asyncio.sleep(0.1)  # e0 was the last event a client got, then it went away
+    log.append("b", "e1", time.monotonic())
+    assert log.seq_after("e0") == 1  # dropped for age, but nothing after it is missing
+    assert [f for f, _ in log.read(1)] == ["b"]
+    await asyncio.sleep(0.1)
+    log.append("c", "e2", time.monotonic())
+    assert log.seq_after("e0") is None  # now "b" is gone too: a resume from e0 would skip it
