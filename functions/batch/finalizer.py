@@ -119,13 +119,20 @@ class Finalizer:
                 status = "completed"
             batch.completed, batch.failed = completed, failed
             batch.input_tokens, batch.output_tokens = input_tokens, output_tokens
-            batch.output_file_id = self._write(batch, "output", out)
-            batch.error_file_id = self._write(batch, "error", err)
+            output = self._write(batch, token, "output", out)
+            errors = self._write(batch, token, "error", err)
         finally:
             out.close()
             err.close()
-        ended = self.store.complete_finalize(batch, token, status, now_s())
+        batch.output_file_id = output.id if output else None
+        batch.error_file_id = errors.id if errors else None
+        files = [f for f in (output, errors) if f is not None]
+        ended = self.store.complete_finalize(batch, token, status, now_s(), files)
         if ended is None:
+            # Another finalizer took the lease over and ended the batch: its files stand,
+            # this attempt's objects (under keys of its own) are nobody's.
+            for record in files:
+                self.store.delete_object(record.s3_key)
             log.warning("finalize lease of %s was lost; another finalizer ended it", batch.id)
         else:
             log.info(
@@ -138,28 +145,29 @@ class Finalizer:
             )
         return ended
 
-    def _write(self, batch: BatchRecord, kind: str, data: IO[bytes]) -> str | None:
+    def _write(
+        self, batch: BatchRecord, token: str, kind: str, data: IO[bytes]
+    ) -> FileRecord | None:
+        """Upload one output/error file under a key of this finalize attempt's own; its
+        record is created with the batch's end (``complete_finalize``), lease permitting."""
         size = data.tell()
         if size == 0:
             return None
         data.seek(0)
         file_id = derived_file_id(batch.id, kind)
-        key = file_key(file_id)
+        key = f"{file_key(file_id)}/{token}"
         self.store.write_body(key, data)
         now = now_s()
-        self.store.put_file(
-            FileRecord(
-                id=file_id,
-                owner=batch.owner,
-                filename=f"{batch.id}_{kind}.jsonl",
-                purpose="batch_output",
-                bytes=size,
-                created_at=now,
-                expires_at=now + self.settings.batch_retention_s,
-                s3_key=key,
-            )
+        return FileRecord(
+            id=file_id,
+            owner=batch.owner,
+            filename=f"{batch.id}_{kind}.jsonl",
+            purpose="batch_output",
+            bytes=size,
+            created_at=now,
+            expires_at=now + self.settings.batch_retention_s,
+            s3_key=key,
         )
-        return file_id
 
 
 def _input_gone(exc: ClientError) -> bool:

@@ -20,8 +20,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
+from botocore.exceptions import ClientError
 
 from core.aws import clients
+from core.aws.errors import transaction_condition_failed
 from core.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from core.ids import shown
 from core.settings import Settings
@@ -41,7 +43,7 @@ from functions.batch.schemas import (
     new_file_id,
     now_s,
 )
-from functions.batch.store.base import BatchStore
+from functions.batch.store.base import BatchStore, FileInUse
 from functions.batch.store.dynamodb import DynamoBatchStore, file_key
 from functions.batch.validation import iter_lines, validate_jsonl
 
@@ -199,12 +201,21 @@ class BatchService:
     def list_files(
         self, owner: str, after: str | None, limit: int | None, purpose: str | None
     ) -> dict[str, Any]:
-        records, more = self.store.list_files(owner, _cursor(FILE_ID, after), _limit(limit))
-        data = [r.to_openai() for r in records if purpose is None or r.purpose == purpose]
-        return _page(data, more)
+        records, more = self.store.list_files(
+            owner, _cursor(FILE_ID, after), _limit(limit), purpose
+        )
+        return _page([r.to_openai() for r in records], more)
 
     def delete_file(self, owner: str, file_id: str) -> dict[str, Any]:
-        self.store.delete_file(self.get_file(owner, file_id))
+        try:
+            self.store.delete_file(self.get_file(owner, file_id))
+        except FileInUse as exc:
+            raise Conflict(
+                f"File {file_id} is the input of a batch that has not ended; cancel the batch"
+                " or wait for it to end, then delete the file.",
+                param="file_id",
+                code="file_in_use",
+            ) from exc
         return {"id": file_id, "object": "file", "deleted": True}
 
     def file_content(self, owner: str, file_id: str) -> Content:
@@ -328,7 +339,13 @@ class BatchService:
             metadata=request.metadata,
             timestamps={"in_progress_at": now},
         )
-        self.store.create_batch(batch)
+        try:
+            self.store.create_batch(batch)
+        except ClientError as exc:
+            if not transaction_condition_failed(exc):
+                raise
+            # The input file was deleted between the check above and the write.
+            raise NotFound(f"No such File object: {shown(file_id)}", param="input_file_id") from exc
         messages = [
             ChunkMessage(
                 batch_id=batch.id,
@@ -344,13 +361,15 @@ class BatchService:
             self.queue.send(messages)
         except Exception as exc:
             message = exc.message if isinstance(exc, ApiError) else "Could not queue the work."
-            self.store.set_status(
+            failed = self.store.set_status(
                 batch.id,
                 "failed",
                 expect=("in_progress",),
                 at=now_s(),
                 errors=[{"code": "enqueue_failed", "message": message, "line": None}],
             )
+            if failed is not None:
+                self.store.release_file(batch.input_file_id)
             raise
         return batch
 

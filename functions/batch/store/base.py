@@ -8,10 +8,14 @@ and only the holder of the finalize lease may end a batch.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from functions.batch.schemas import BatchRecord, FileRecord, ItemResult
+
+
+class FileInUse(Exception):
+    """The file is the input of a batch that has not ended."""
 
 
 class BatchStore(abc.ABC):
@@ -27,12 +31,18 @@ class BatchStore(abc.ABC):
     def update_file(self, record: FileRecord) -> None: ...
 
     @abc.abstractmethod
-    def delete_file(self, record: FileRecord) -> None: ...
+    def delete_file(self, record: FileRecord) -> None:
+        """Delete the file; :class:`FileInUse` while a batch that reads it has not ended."""
+
+    @abc.abstractmethod
+    def release_file(self, file_id: str) -> None:
+        """A batch that read ``file_id`` has ended (the file may be deleted again)."""
 
     @abc.abstractmethod
     def list_files(
-        self, owner: str, after: str | None, limit: int
-    ) -> tuple[list[FileRecord], bool]: ...
+        self, owner: str, after: str | None, limit: int, purpose: str | None = None
+    ) -> tuple[list[FileRecord], bool]:
+        """A page of the owner's files, newest first, filtered by ``purpose`` before paging."""
 
     @abc.abstractmethod
     def object_info(self, key: str) -> tuple[int, str] | None:
@@ -51,6 +61,10 @@ class BatchStore(abc.ABC):
 
     @abc.abstractmethod
     def write_body(self, key: str, fileobj: Any) -> None: ...
+
+    @abc.abstractmethod
+    def delete_object(self, key: str) -> None:
+        """Remove one stored body (no error if it is already gone)."""
 
     @abc.abstractmethod
     def presign_upload(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]: ...
@@ -113,6 +127,12 @@ class BatchStore(abc.ABC):
 
     @abc.abstractmethod
     def complete_finalize(
-        self, batch: BatchRecord, token: str, status: str, now: int
+        self,
+        batch: BatchRecord,
+        token: str,
+        status: str,
+        now: int,
+        files: Sequence[FileRecord] = (),
     ) -> BatchRecord | None:
-        """End the batch with ``batch``'s counts and file ids if the lease is still ours."""
+        """End the batch with ``batch``'s counts and file ids, and create ``files`` (its
+        output and error files), in one step and only if the lease is still ours."""

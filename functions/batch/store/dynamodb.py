@@ -14,7 +14,7 @@ Keys in the jobs table (string ``pk``/``sk``, TTL ``expires_at``, no GSIs)::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +22,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import clients
-from core.aws.errors import conditional_failed, error_code
+from core.aws.errors import conditional_failed, error_code, transaction_condition_failed
 from core.settings import Settings
 from functions.batch.schemas import BatchRecord, FileRecord, ItemResult, now_s
-from functions.batch.store.base import BatchStore
+from functions.batch.store.base import BatchStore, FileInUse
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -70,6 +70,17 @@ def _values(**values: Any) -> dict[str, Any]:
 
 def file_key(file_id: str) -> str:
     return f"files/{file_id}"
+
+
+# DynamoDB items are at most 400 KB: a result body above this goes to S3 and its item
+# keeps a pointer (a long completion, a large error echo).
+INLINE_RESULT_BYTES = 256 * 1024
+
+
+def result_key(batch_id: str, line: int, request_id: str) -> str:
+    """Where a large result body lives: one object per attempt (a retried line writes its
+    own, and only the attempt whose item is written keeps it)."""
+    return f"results/{batch_id}/{line:07d}-{request_id}.json"
 
 
 class DynamoBatchStore(BatchStore):
@@ -182,18 +193,55 @@ class DynamoBatchStore(BatchStore):
         self.ddb.put_item(TableName=self.table, Item=item)
 
     def delete_file(self, record: FileRecord) -> None:
+        try:  # the record first, and only while no running batch reads the file
+            self.ddb.delete_item(
+                TableName=self.table,
+                Key=self._key(f"file#{record.id}", META),
+                ConditionExpression="attribute_not_exists(in_use) OR in_use <= :zero",
+                ExpressionAttributeValues=_values(zero=0),
+            )
+        except ClientError as exc:
+            if conditional_failed(exc):
+                raise FileInUse(record.id) from exc
+            raise
         self.s3.delete_object(Bucket=self.bucket, Key=record.s3_key)
-        self.ddb.delete_item(TableName=self.table, Key=self._key(f"file#{record.id}", META))
         self.ddb.delete_item(
             TableName=self.table, Key=self._key(f"owner#{record.owner}", f"file#{record.id}")
         )
 
+    def release_file(self, file_id: str) -> None:
+        """A batch that read ``file_id`` has ended (best effort: the file may be gone)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=self._key(f"file#{file_id}", META),
+                UpdateExpression="ADD in_use :minus",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_values(minus=-1),
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+
     def list_files(
-        self, owner: str, after: str | None, limit: int
+        self, owner: str, after: str | None, limit: int, purpose: str | None = None
     ) -> tuple[list[FileRecord], bool]:
-        ids, more = self._owned_ids(owner, "file", after, limit)
-        found = self._batch_get([f"file#{i}" for i in ids])
-        return [_file(found[f"file#{i}"]) for i in ids if f"file#{i}" in found], more
+        """A page of ``limit`` files (of ``purpose``, if given), newest first: the filter
+        applies before paging, so a page is full whenever more matching files exist."""
+        matches: list[FileRecord] = []
+        cursor = after
+        while True:
+            ids, more = self._owned_ids(owner, "file", cursor, max(limit, _SCAN_PAGE))
+            found = self._batch_get([f"file#{i}" for i in ids])
+            for file_id in ids:
+                item = found.get(f"file#{file_id}")
+                if item is not None and (purpose is None or item.get("purpose") == purpose):
+                    matches.append(_file(item))
+                    if len(matches) > limit:
+                        return matches[:limit], True
+            if not more or not ids:
+                return matches, False
+            cursor = ids[-1]
 
     def object_info(self, key: str) -> tuple[int, str] | None:
         try:
@@ -223,6 +271,9 @@ class DynamoBatchStore(BatchStore):
             Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra
         )
         return reply["Body"].read()
+
+    def delete_object(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def write_body(self, key: str, fileobj: Any) -> None:
         self.s3.upload_fileobj(
@@ -277,6 +328,15 @@ class DynamoBatchStore(BatchStore):
                     "Put": {
                         "TableName": self.table,
                         "Item": _dump({"pk": ACTIVE_PK, "sk": record.id, "expires_at": ttl}),
+                    }
+                },
+                {  # the input file is in use until the batch ends (DELETE answers 409)
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": self._key(f"file#{record.input_file_id}", META),
+                        "UpdateExpression": "ADD in_use :one",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": _values(one=1),
                     }
                 },
             ]
@@ -358,19 +418,29 @@ class DynamoBatchStore(BatchStore):
         return lines
 
     def record_result(self, batch_id: str, item: ItemResult) -> bool:
-        record = {
+        body_json = json.dumps(item.body, separators=(",", ":"), ensure_ascii=False)
+        record: dict[str, Any] = {
             "pk": f"batch#{batch_id}",
             "sk": f"item#{item.line:07d}",
             "line": item.line,
             "custom_id": item.custom_id,
             "succeeded": item.succeeded,
             "status_code": item.status_code,
-            "body_json": json.dumps(item.body, separators=(",", ":")),
             "request_id": item.request_id,
             "input_tokens": item.input_tokens,
             "output_tokens": item.output_tokens,
             "expires_at": self._ttl(now_s()),
         }
+        body_key = None
+        encoded = body_json.encode()
+        if len(encoded) + len(item.custom_id.encode()) > INLINE_RESULT_BYTES:
+            body_key = result_key(batch_id, item.line, item.request_id)
+            self.s3.put_object(
+                Bucket=self.bucket, Key=body_key, Body=encoded, ContentType="application/json"
+            )
+            record["body_key"] = body_key
+        else:
+            record["body_json"] = body_json
         try:
             self.ddb.put_item(
                 TableName=self.table,
@@ -378,6 +448,8 @@ class DynamoBatchStore(BatchStore):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
+            if body_key is not None:  # this attempt's body is nobody's
+                self.s3.delete_object(Bucket=self.bucket, Key=body_key)
             if conditional_failed(exc):
                 return False
             raise
@@ -441,12 +513,14 @@ class DynamoBatchStore(BatchStore):
             KeyConditionExpression="pk = :pk AND begins_with(sk, :i)",
             ExpressionAttributeValues={":pk": {"S": f"batch#{batch_id}"}, ":i": {"S": "item#"}},
         ):
+            body_key = item.get("body_key")
+            body_json = self.read_body(body_key) if isinstance(body_key, str) else item["body_json"]
             yield ItemResult(
                 line=item["line"],
                 custom_id=item["custom_id"],
                 succeeded=item["succeeded"],
                 status_code=item["status_code"],
-                body=json.loads(item["body_json"]),
+                body=json.loads(body_json),
                 request_id=item["request_id"],
                 input_tokens=item.get("input_tokens", 0),
                 output_tokens=item.get("output_tokens", 0),
@@ -485,7 +559,12 @@ class DynamoBatchStore(BatchStore):
         return _batch(_load(dict(reply["Attributes"])))
 
     def complete_finalize(
-        self, batch: BatchRecord, token: str, status: str, now: int
+        self,
+        batch: BatchRecord,
+        token: str,
+        status: str,
+        now: int,
+        files: Sequence[FileRecord] = (),
     ) -> BatchRecord | None:
         values = _values(
             status=status,
@@ -508,22 +587,57 @@ class DynamoBatchStore(BatchStore):
         if batch.errors:
             update += ", errors_json = :errors"
             values[":errors"] = {"S": json.dumps(batch.errors)}
-        try:
-            reply = self.ddb.update_item(
-                TableName=self.table,
-                Key=self._key(f"batch#{batch.id}", META),
-                UpdateExpression=update + " REMOVE lease_until",
-                ConditionExpression="finalize_token = :token",
-                ExpressionAttributeNames={"#s": "status", "#at": f"{status}_at"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+        # One transaction: the batch ends and its output/error files appear only if the lease
+        # is still ours, so a finalizer that outlived its lease changes nothing.
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(f"batch#{batch.id}", META),
+                    "UpdateExpression": update + " REMOVE lease_until",
+                    "ConditionExpression": "finalize_token = :token",
+                    "ExpressionAttributeNames": {"#s": "status", "#at": f"{status}_at"},
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        ]
+        for record in files:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _dump({"pk": f"file#{record.id}", "sk": META, **record.__dict__}),
+                    }
+                }
             )
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _dump(
+                            {
+                                "pk": f"owner#{record.owner}",
+                                "sk": f"file#{record.id}",
+                                "expires_at": record.expires_at,
+                            }
+                        ),
+                    }
+                }
+            )
+        try:
+            self.ddb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
-            if conditional_failed(exc):
+            if transaction_condition_failed(exc):
                 return None
             raise
         self._deactivate(batch.id)
-        return _batch(_load(dict(reply["Attributes"])))
+        self.release_file(batch.input_file_id)
+        ended = self.get_batch(batch.id)
+        return ended
+
+
+# Owner index entries read per round while filtering files by purpose.
+_SCAN_PAGE = 100
 
 
 def _file(item: dict[str, Any]) -> FileRecord:

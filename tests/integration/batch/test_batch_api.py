@@ -72,6 +72,41 @@ def test_cancel_mid_run_ends_cancelled_with_exact_counts(slow_client: openai.Ope
     assert slow_client.batches.cancel(batch.id).status == "cancelled"
 
 
+def test_input_file_in_use_cannot_be_deleted_until_its_batch_ends(
+    slow_client: openai.OpenAI,
+) -> None:
+    lines = [chat_line(f"r{i}", f"question {i}", max_tokens=3) for i in range(200)]
+    file_id = upload(slow_client, lines)
+    batch = create(slow_client, file_id)
+    with pytest.raises(openai.ConflictError) as refused:
+        slow_client.files.delete(file_id)
+    error = refused.value.body
+    assert isinstance(error, dict) and error["code"] == "file_in_use"
+    slow_client.batches.cancel(batch.id)
+    done = wait_for(slow_client, batch.id, lambda b: b.status in TERMINAL)
+    assert done.status == "cancelled"  # it ran to its end: nothing was read from a gone file
+    assert slow_client.files.delete(file_id).deleted
+    with pytest.raises(openai.NotFoundError):
+        slow_client.files.retrieve(file_id)
+
+
+def test_files_filtered_by_purpose_fill_their_page(client: openai.OpenAI, worker: object) -> None:
+    """Filtering happens before paging: output files newer than the inputs do not leave
+    a page of `purpose=batch` empty."""
+    inputs = [upload(client, [chat_line(f"p{i}", "x")]) for i in range(2)]
+    outputs = []
+    for file_id in inputs:  # each batch adds output files, newer than both inputs
+        batch = create(client, file_id)
+        done = wait_for(client, batch.id, lambda b: b.status in TERMINAL)
+        outputs.append(done.output_file_id)
+    assert all(outputs)
+    page = client.files.list(purpose="batch", limit=2)
+    assert [f.id for f in page.data] == inputs[::-1]  # newest first, the outputs skipped
+    assert page.has_more  # this user's inputs of earlier tests
+    outputs_page = client.files.list(purpose="batch_output", limit=2)
+    assert [f.id for f in outputs_page.data] == outputs[::-1]
+
+
 @pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time")  # no Lambda here
 def test_idempotent_resubmission_creates_one_batch(client: openai.OpenAI) -> None:
     file_id = upload(client, [chat_line("a", "hi", max_tokens=2)])
@@ -225,6 +260,7 @@ def test_ownership_paging_and_404s(api: ThreadServer, dev_tokens: DevTokens) -> 
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{api.url}/api/v1", api_key="x", max_retries=0).batches.list()
     assert client.files.content(file_id).text == jsonl([chat_line("a", "x")]).decode()
-    assert client.files.delete(file_id).deleted
-    with pytest.raises(openai.NotFoundError):
-        client.files.retrieve(file_id)
+    # The input of batches that have not ended cannot go (test_input_file_in_use_...).
+    with pytest.raises(openai.ConflictError):
+        client.files.delete(file_id)
+    assert client.files.retrieve(file_id).id == file_id
