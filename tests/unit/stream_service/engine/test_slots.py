@@ -153,16 +153,16 @@ async def test_this_nodes_own_holders_count_as_alive_without_a_heartbeat() -> No
 async def test_node_heartbeats_keep_its_slots_and_stop_when_it_stops() -> None:
     store, _ = recording_store()
     slots = Slots(
-        store, node="n1", limit=1, policy="reject", node_ttl_s=0.3, stop_anywhere=_Stops()
+        store, node="n1", limit=1, policy="reject", node_ttl_s=0.6, stop_anywhere=_Stops()
     )
     await slots.start()
     await slots.acquire("u", "a")
     other = _slots(store, limit=1, node="n2")
-    await asyncio.sleep(0.5)  # longer than the ttl: only the beats keep n1 alive
+    await asyncio.sleep(0.9)  # longer than the ttl: only the beats keep n1 alive
     with pytest.raises(RateLimited):
         await other.acquire("u", "b")
     await slots.stop()  # as if the node died: its beats stop
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.7)
     await other.acquire("u", "b")  # n1's slot lapsed on its own
 
 

@@ -119,20 +119,21 @@ async def test_nobody_reading_for_the_grace_window_stops_it_and_a_reader_does_no
 
 
 async def test_a_reader_heartbeat_from_another_node_restarts_the_grace() -> None:
-    rig = await _rig(grace_s=0.3)
+    rig = await _rig(grace_s=0.6)
+    rig.stream.timings.upstream_sent = None  # no upstream timer in play: only the grace
     rig.stream.presence.detach()  # nobody reads here
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)
     await rig.store.touch_reader(rig.stream.id, now_ms() + 200)  # read elsewhere
     await rig.watchdog.check()
     assert rig.stops == []
-    await asyncio.sleep(0.25)  # past the first grace window, the remote reader beats on
+    await asyncio.sleep(0.5)  # past the first grace window; the remote reader beats on
     await rig.store.touch_reader(rig.stream.id, now_ms() + 100)
     await rig.watchdog.check()
     assert rig.stops == []
-    await asyncio.sleep(0.15)  # its heartbeat lapsed: the grace counts from its last one
+    await asyncio.sleep(0.2)  # its heartbeat lapsed: the grace counts from its last one
     await rig.watchdog.check()
     assert rig.stops == []
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
     await rig.watchdog.check()
     assert rig.stops == [StopReason.NO_READER]
 
