@@ -11,6 +11,8 @@ limits (docs/limits.md).
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
@@ -47,6 +49,22 @@ def _managed(
     )
 
 
+RATE_LIMITED_BODY_KEY = "rate_limited"
+# WAF re-evaluates the per-IP rate over a sliding 5-minute window.
+RATE_LIMIT_RETRY_AFTER_S = 60
+RATE_LIMITED_BODY = json.dumps(
+    {
+        "error": {
+            "message": "Too many requests from this address; retry after the Retry-After"
+            " header's seconds.",
+            "type": "rate_limit_error",
+            "code": "rate_limit_exceeded",
+            "param": None,
+        }
+    }
+)
+
+
 class EdgeWaf(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, name: str, config: EdgeConfig):
         super().__init__(scope, construct_id)
@@ -57,11 +75,30 @@ class EdgeWaf(Construct):
             scope="CLOUDFRONT",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=_visibility(f"{name}-edge"),
+            custom_response_bodies={
+                RATE_LIMITED_BODY_KEY: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content_type="APPLICATION_JSON", content=RATE_LIMITED_BODY
+                )
+            },
             rules=[
                 wafv2.CfnWebACL.RuleProperty(
                     name="RateLimitPerIp",
                     priority=0,
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    # The contract's 429: OpenAI's error shape and a Retry-After (the
+                    # rate is counted over 5 minutes), not WAF's bare 403.
+                    action=wafv2.CfnWebACL.RuleActionProperty(
+                        block=wafv2.CfnWebACL.BlockActionProperty(
+                            custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                                response_code=429,
+                                custom_response_body_key=RATE_LIMITED_BODY_KEY,
+                                response_headers=[
+                                    wafv2.CfnWebACL.CustomHTTPHeaderProperty(
+                                        name="Retry-After", value=str(RATE_LIMIT_RETRY_AFTER_S)
+                                    )
+                                ],
+                            )
+                        )
+                    ),
                     statement=wafv2.CfnWebACL.StatementProperty(
                         rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
                             limit=config.waf_rate_limit,

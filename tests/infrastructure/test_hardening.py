@@ -201,3 +201,15 @@ def test_metrics_port_is_not_behind_the_alb(synth: Synth) -> None:
     assert target_group["Port"] == 8080
     behaviours = one(raw, "AWS::CloudFront::Distribution")["DistributionConfig"]
     assert {b["PathPattern"] for b in behaviours["CacheBehaviors"]} == {"/api/*", "/stream/*"}
+
+
+def test_waf_rate_limit_answers_the_contracts_429(synth: Synth) -> None:
+    acl = one(synth.raw("rtai-prod-waf"), "AWS::WAFv2::WebACL")
+    (rule,) = [r for r in acl["Rules"] if r["Name"] == "RateLimitPerIp"]
+    response = rule["Action"]["Block"]["CustomResponse"]
+    assert response["ResponseCode"] == 429
+    assert response["ResponseHeaders"] == [{"Name": "Retry-After", "Value": "60"}]
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    assert body["ContentType"] == "APPLICATION_JSON"
+    error = json.loads(body["Content"])["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
