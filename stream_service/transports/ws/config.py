@@ -28,6 +28,10 @@ class WsSettings(BaseSettings):
     per_message_deflate: bool = False
     # How long a ticket from POST /stream/v1/ws/tickets opens a socket (SPEC: <= 60 s).
     ticket_ttl_s: int = Field(default=60, ge=1, le=60)
+    # A room reply followed through the bus that stays silent this long is checked against
+    # the store (one read): events the bus lost with no later one to reveal the gap (the
+    # end of a reply during a bus outage) are then sent from the store.
+    room_reply_stall_s: float = Field(default=2.0, gt=0, le=60)
     # The model of a room's replies when the chat.send names none; empty: the first of
     # MODELS (or LOCAL_MODELS with the local provider).
     room_model: str = ""

@@ -62,6 +62,10 @@ class WsSession:
         # bus at most once, so a gap there is filled from the store (a reader from it)
         self._sent: dict[str, int] = {}
         self._filling: set[str] = set()
+        # room replies followed through the bus and not ended here yet: when did their
+        # last event come (a lost tail has no later event to reveal its gap)
+        self._following: dict[str, float] = {}
+        self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.member = RoomMember(self)
         handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
@@ -180,6 +184,8 @@ class WsSession:
                         if not send(fmt.frame(event)):
                             return  # the socket is closing
                     sent[stream_id] = item[-1].seq
+                    if item[-1].terminal:
+                        self._following.pop(stream_id, None)
                 elif item is Signal.RECONNECT:
                     self.conn.close(CLOSE_RESTART, "this node is restarting: resume by seq")
                     return
@@ -198,6 +204,8 @@ class WsSession:
         """The socket is gone: stop its readers, leave its rooms."""
         for task in list(self._tasks):
             task.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
         for stream_id in list(self._readers):
             await self._stop_reader(stream_id)
         if self.rooms is not None:
@@ -223,27 +231,71 @@ class WsSession:
             return True
         if seq == last + 1:
             self._sent[stream_id] = seq
+            self._follow(stream_id, frame.startswith(_TERMINAL_HEADS))
             return self.conn.send(frame)
+        self._start_fill(stream_id, last)
+        return True
+
+    def _start_fill(self, stream_id: str, after: int) -> None:
         self._filling.add(stream_id)  # until its reader runs, bus frames of it are dropped
-        task = asyncio.ensure_future(self._fill(stream_id, last))
+        task = asyncio.ensure_future(self._fill(stream_id, after))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
+
+    def _follow(self, stream_id: str, ended: bool) -> None:
+        if ended:
+            self._following.pop(stream_id, None)
+            return
+        self._following[stream_id] = asyncio.get_running_loop().time()
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.ensure_future(self._watch_stalls())
+
+    async def _watch_stalls(self) -> None:
+        """A room reply silent on the bus for ``WS_ROOM_REPLY_STALL_S`` is checked against
+        the store: if it stored more than this socket was sent (or ended), the rest was
+        lost on the bus with no later event to reveal the gap, and a reader sends it."""
+        stall = self.ws.room_reply_stall_s
+        loop = asyncio.get_running_loop()
+        while self._following:
+            await asyncio.sleep(stall / 2)
+            now = loop.time()
+            for stream_id, at in list(self._following.items()):
+                if now - at < stall or stream_id in self._readers or stream_id in self._filling:
+                    continue
+                self._following[stream_id] = now
+                try:
+                    position = await self.engine.running_position(stream_id)
+                except Exception:
+                    log.debug("checking room reply %s failed", stream_id, exc_info=True)
+                    continue
+                sent = self._sent.get(stream_id, 0)
+                unseen = position is None or position > sent  # it ended, or went on unseen
+                if (
+                    unseen
+                    and stream_id in self._following
+                    and stream_id not in self._readers
+                    and stream_id not in self._filling
+                ):
+                    self._start_fill(stream_id, sent)
 
     async def _fill(self, stream_id: str, after: int) -> None:
         try:
             await self._read(stream_id, after)
         finally:
             self._filling.discard(stream_id)
+            if stream_id not in self._readers:  # it could not be read: stop following it
+                self._following.pop(stream_id, None)
 
     def joined(self, streams: list[tuple[str, int]]) -> None:
         """A ``joined`` went out: the replies still running start after their ``last_seq``
         (the client resumes the part before it when it wants it)."""
         for stream_id, last in streams:
             self._sent[stream_id] = max(self._sent.get(stream_id, 0), last)
+            self._follow(stream_id, ended=False)
 
 
 _EVENT_HEAD = b'{"type":"'
+_TERMINAL_HEADS = (b'{"type":"done"', b'{"type":"error"')
 _JOINED_HEAD = b'{"type":"joined"'
 
 
