@@ -48,7 +48,8 @@ test: $(STAMP) system-deps lint typecheck
 #   bench-dynamodb  the DynamoDB store (moto's server): 100 and 500 streams as one user and
 #                   as many users (stream_bench-dynamodb.*)
 #   bench-rooms     room fan-out, presence and typing across two nodes (room_bench.*)
-bench: bench-stream bench-dynamodb bench-rooms
+#   bench-voice     the voice relay and the local stand-in (voice_bench.*)
+bench: bench-stream bench-dynamodb bench-rooms bench-voice
 
 bench-stream: $(STAMP)
 	$(PY) -m bench.stream_bench --transports both --idle-ws 5000 $(BENCH_ARGS)
@@ -62,7 +63,7 @@ bench-rooms: $(STAMP) system-deps
 # Voice: relay added latency per audio frame (100 sessions), node CPU per session, and the
 # local stand-in's speech_stopped -> first audio delta (voice_bench.*); BENCH_ARGS="--quick".
 bench-voice: $(STAMP) system-deps
-	$(PY) -m bench.voice_bench $(BENCH_ARGS)
+	$(PY) -m bench.voice_bench $(VOICE_BENCH_ARGS)
 
 lock: $(STAMP)
 	$(UV) pip compile -q pyproject.toml --extra dev --extra infra --extra voice --python-version 3.11 -o requirements.lock
