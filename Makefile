@@ -61,7 +61,7 @@ bench-rooms: $(STAMP) system-deps
 	$(PY) -m bench.room_bench
 
 # Voice: relay added latency per audio frame (100 sessions), node CPU per session, and the
-# local stand-in's speech_stopped -> first audio delta (voice_bench.*); BENCH_ARGS="--quick".
+# local stand-in's speech_stopped -> first audio delta (voice_bench.*); VOICE_BENCH_ARGS="--quick".
 bench-voice: $(STAMP) system-deps
 	$(PY) -m bench.voice_bench $(VOICE_BENCH_ARGS)
 
