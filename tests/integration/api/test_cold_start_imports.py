@@ -73,3 +73,28 @@ def test_with_the_openai_provider_the_sdk_comes_with_the_first_model_call() -> N
     assert "openai" in seen["chat"]  # the upstream is down: the call fails, but was made
     assert seen["statuses"][0] == 200
     assert seen["statuses"][1] in (502, 503, 504)
+
+
+def test_snapstart_hook_loads_everything_before_the_snapshot() -> None:
+    """With SnapStart the snapshot is taken after the before-snapshot hook: restored
+    instances have the SDK and the batch code already."""
+    script = (
+        "import sys, functions.api.handler as h; h._before_snapshot();"
+        " print(all(m in sys.modules for m in ('openai', 'functions.batch.service')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "OPENAI_"))},
+            "AUTH_MODE": "dev",
+            "AUTH_DEV_ALLOW_PUBLIC": "1",
+            "LLM_PROVIDER": "openai",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"
