@@ -123,6 +123,7 @@ class WsClient:
         self.conn = conn
         self.name = name
         self.frames: list[dict[str, Any]] = []
+        self.at: list[float] = []  # when each frame arrived (background reads)
         self.close_code: int | None = None
         self._matched: set[int] = set()  # indexes of frames ``expect`` returned
         self._new = asyncio.Event()
@@ -133,6 +134,7 @@ class WsClient:
         try:
             async for raw in self.conn:
                 self.frames.append(json.loads(raw))
+                self.at.append(time.monotonic())
                 self._new.set()
         except ConnectionClosed:
             pass
@@ -187,15 +189,18 @@ class WsClient:
                 await asyncio.wait_for(self._new.wait(), left)
 
     async def stream(self, stream_id: str, within: float = 15.0) -> list[dict[str, Any]]:
-        """Every frame of ``stream_id`` received, up to and including its last one."""
-        await self.expect(
-            lambda f: (
-                f.get("stream_id") == stream_id
-                and f.get("type") in ("done", "error")
-                and "seq" in f
-            ),
-            within,
-        )
+        """Every frame of ``stream_id`` received, once its last one (``done`` / ``error``)
+        is here (waiting up to ``within`` seconds for it)."""
+
+        def last(frame: dict[str, Any]) -> bool:
+            return (
+                frame.get("stream_id") == stream_id
+                and frame.get("type") in ("done", "error")
+                and "seq" in frame
+            )
+
+        if not any(last(frame) for frame in self.frames):
+            await self.expect(last, within)
         return self.of(stream_id)
 
     def of(self, stream_id: str) -> list[dict[str, Any]]:
