@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         has_key = self.openai_api_key is not None or self.openai_api_key_secret_arn is not None
         return "openai" if has_key else "local"
 
+    def openai_key(self) -> str | None:
+        """The upstream's API key: ``OPENAI_API_KEY``, or read by ARN when first needed."""
+        if self.openai_api_key is not None:
+            return self.openai_api_key.get_secret_value()
+        if self.openai_api_key_secret_arn:
+            return _read_secret(self.openai_api_key_secret_arn)
+        return None
+
     @property
     def url_token_key(self) -> str:
         """The URL-token key: its own secret; only dev auth falls back to the dev secret.
@@ -168,10 +176,11 @@ class Settings(BaseSettings):
 
 
 def resolve_secrets(settings: Settings) -> Settings:
-    """Fill secrets given by ARN (Secrets Manager, cached by Powertools) into the settings."""
+    """Fill the URL-token key given by ARN (Secrets Manager, cached by Powertools) into the
+    settings. The model provider's key is not read here but at its first use
+    (:meth:`Settings.openai_key`): it is set after deploy, and a SnapStart snapshot of an
+    initialised function must not hold its placeholder."""
     updates: dict[str, SecretStr] = {}
-    if settings.openai_api_key is None and settings.openai_api_key_secret_arn:
-        updates["openai_api_key"] = SecretStr(_read_secret(settings.openai_api_key_secret_arn))
     if settings.url_token_secret is None and settings.url_token_secret_arn:
         key = SecretStr(_read_secret(settings.url_token_secret_arn))
         _check_url_token_key(key)

@@ -33,7 +33,7 @@ def build_provider(
 
         from core.providers.openai import OpenAIProvider
 
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+        key = settings.openai_key() or "unused"  # by ARN: read now, at the first model call
 
         def sdk(http: httpx2.AsyncClient) -> AsyncOpenAI:
             return AsyncOpenAI(

@@ -4,7 +4,8 @@ A cold start imports only what every request needs (Litestar, settings, token ch
 The model SDK is imported by the first request that calls the model (``LazyProvider``)
 and the batch code (boto3, Powertools idempotency) by the first batch or files request.
 With SnapStart, the snapshot is taken after :func:`_before_snapshot` has imported those
-too, so restored instances have them all. Logs: Lambda's JSON log format (it adds the
+too, so restored instances have them all (but no secret: the model key is read at the
+first model call). Logs: Lambda's JSON log format (it adds the
 request id), no logging framework of our own.
 """
 
@@ -29,10 +30,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _before_snapshot() -> None:
-    """SnapStart: import what first requests would otherwise import, before the snapshot."""
-    import functions.batch.service  # noqa: F401 - boto3, Powertools idempotency
+    """SnapStart: import what first requests would otherwise import, before the snapshot.
+    Modules only: the provider itself (and the model key it reads by ARN) is built after
+    restore, so a key set after deploy is the one used."""
+    import openai  # noqa: F401
 
-    getattr(app.state.provider, "provider", None)  # a LazyProvider builds it (the SDK)
+    import functions.batch.service  # noqa: F401 - boto3, Powertools idempotency
+    from core.providers import openai as _openai_provider  # noqa: F401
 
 
 try:  # only inside Lambda's Python runtime (SnapStart's runtime hooks)
