@@ -46,6 +46,7 @@ class Slots:
         self.node_ttl_ms = int(node_ttl_s * 1000)
         self._stop_anywhere = stop_anywhere
         self._beat: asyncio.Task[None] | None = None
+        self._unreleased: set[tuple[str, str]] = set()  # (user, stream id) to give back
 
     # --- node liveness ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -66,6 +67,7 @@ class Slots:
                 await self.store.node_heartbeat(self.node, now_ms() + self.node_ttl_ms)
             except Exception:
                 log.warning("node heartbeat failed", exc_info=True)
+            await self._release_unreleased()
 
     # --- admission --------------------------------------------------------------------------
     async def acquire(self, user: str, stream_id: str) -> None:
@@ -93,10 +95,24 @@ class Slots:
         raise too_many_streams(self.limit, self.limit, 1)
 
     async def release(self, user: str, stream_id: str) -> None:
-        for attempt in range(6):  # boto3 retries each call too; this rides out an outage
+        """Give the slot back. A store that keeps failing (boto3 retries each call too) does
+        not keep it: this node retries with each heartbeat for as long as it lives (a live
+        node's holders never lapse, so giving up would cost the user a slot for good)."""
+        for attempt in range(3):
             try:
                 await self.store.release(user, stream_id)
                 return
             except Exception:
                 log.warning("could not release the slot of %s", stream_id, exc_info=True)
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                if attempt < 2:
+                    await asyncio.sleep(0.2 * 2**attempt)
+        self._unreleased.add((user, stream_id))
+
+    async def _release_unreleased(self) -> None:
+        for user, stream_id in list(self._unreleased):
+            try:
+                await self.store.release(user, stream_id)
+            except Exception:
+                log.warning("slot of %s still not released", stream_id, exc_info=True)
+                return  # the store still fails: the next heartbeat tries again
+            self._unreleased.discard((user, stream_id))

@@ -208,3 +208,41 @@ async def test_a_create_cancelled_during_its_claim_gives_the_slot_back() -> None
         await until(lambda: provider.calls == 1)
     finally:
         await engine.stop()
+
+
+class _ReleaseOutage(MemoryStore):
+    """A store whose ``release`` fails while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def release(self, user: str, stream_id: str) -> bool:
+        if self.down:
+            raise ConnectionError("the store is unreachable")
+        return await super().release(user, stream_id)
+
+
+async def test_a_slot_that_could_not_be_released_is_given_back_once_the_store_recovers() -> None:
+    store = _ReleaseOutage()
+    slots = Slots(
+        store, node="n1", limit=1, policy="reject", node_ttl_s=0.3, stop_anywhere=_Stops()
+    )
+    await slots.start()
+    try:
+        await slots.acquire("u", "a")
+        store.down = True
+        await asyncio.wait_for(slots.release("u", "a"), 5)  # the stream ended in an outage
+        with pytest.raises(RateLimited):
+            await slots.acquire("u", "b")  # still held, by a live node
+        store.down = False
+        deadline = time.monotonic() + 2
+        while True:  # given back with a heartbeat, while the node lives
+            try:
+                await slots.acquire("u", "b")
+                break
+            except RateLimited:
+                assert time.monotonic() < deadline, "the slot was never given back"
+                await asyncio.sleep(0.05)
+    finally:
+        await slots.stop()
