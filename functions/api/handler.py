@@ -11,6 +11,7 @@ request id), no logging framework of our own.
 
 from __future__ import annotations
 
+import random
 from typing import Any, cast
 
 from mangum import Mangum
@@ -39,9 +40,19 @@ def _before_snapshot() -> None:
     from core.providers import openai as _openai_provider  # noqa: F401
 
 
+def _after_restore() -> None:
+    """SnapStart: every restored instance starts from the same memory; give each its own
+    pseudo-random sequence (the SDK's retry jitter), as a fresh interpreter would have."""
+    random.seed()
+
+
 try:  # only inside Lambda's Python runtime (SnapStart's runtime hooks)
-    from snapshot_restore_py import register_before_snapshot  # type: ignore[import-not-found]
+    from snapshot_restore_py import (  # type: ignore[import-not-found]
+        register_after_restore,
+        register_before_snapshot,
+    )
 except ImportError:  # pragma: no cover - everywhere else
     pass
 else:  # pragma: no cover
     register_before_snapshot(_before_snapshot)
+    register_after_restore(_after_restore)
