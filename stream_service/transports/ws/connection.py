@@ -28,6 +28,9 @@ CLOSE_SLOW = 4008  # the send buffer overflowed: reconnect, resume by seq
 CLOSE_POLICY = 1008  # kept flooding past the rate limit
 CLOSE_RESTART = 1012  # the node drains (deploy): reconnect (another node), resume by seq
 
+# A close that lets the frames already buffered go first waits at most this long for them.
+FLUSH_S = 1.0
+
 
 class WsConnection:
     """Implements the room service's ``Member`` and the engine's ``Sink``."""
@@ -35,6 +38,7 @@ class WsConnection:
     __slots__ = (
         "_buffer",
         "_buffered",
+        "_drained",
         "_send_message",
         "_wake",
         "_writer",
@@ -53,6 +57,7 @@ class WsConnection:
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
         self._wake: asyncio.Future[None] | None = None
+        self._drained: asyncio.Event | None = None  # a flushing close waits on it
         self._writer: asyncio.Task[None] | None = None
 
     # --- Member / Sink ------------------------------------------------------------------
@@ -89,24 +94,39 @@ class WsConnection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.user}")
 
-    def close(self, code: int, reason: str) -> None:
-        """Close the socket (once): frames still buffered are dropped."""
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close the socket (once): frames still buffered are dropped, or with ``flush``
+        sent first (for at most ``FLUSH_S``: the client may not be reading)."""
         if self.close_code is not None:
             return
-        self.close_code = code
+        self.close_code = code  # nothing more is buffered from now on
+        if not flush:
+            self._drop_buffer()
+        task = asyncio.ensure_future(self._close(code, reason, flush))
+        task.add_done_callback(lambda _: self.closed.set())
+
+    def _drop_buffer(self) -> None:
         self._buffer.clear()
         self._buffered = 0
         if self._writer is not None:
             self._writer.cancel()
-        task = asyncio.ensure_future(self._close(code, reason))
-        task.add_done_callback(lambda _: self.closed.set())
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, flush: bool) -> None:
+        writer = self._writer
+        if flush and self._buffer and writer is not None and not writer.done():
+            self._drained = asyncio.Event()  # the writer sets it once the buffer is empty
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), FLUSH_S)
+        self._drop_buffer()
         with contextlib.suppress(Exception):
             await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
 
     async def stop(self) -> None:
-        """The socket is gone: stop writing."""
+        """The socket is done: let a close under way go out (its flush included, bounded),
+        then stop writing."""
+        if self.close_code is not None and not self.closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closed.wait(), FLUSH_S + 1.0)
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -119,6 +139,8 @@ class WsConnection:
         try:
             while True:
                 if not buffer:
+                    if self._drained is not None:
+                        self._drained.set()
                     self._wake = loop.create_future()
                     await self._wake
                     self._wake = None

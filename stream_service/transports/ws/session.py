@@ -84,7 +84,8 @@ class WsSession:
         """One client frame. Bad frames get an ``error``; the session goes on."""
         if not self.rate.allow():
             if self.rate.strikes >= self.ws.rate_strikes:
-                self.conn.close(CLOSE_POLICY, "too many frames: slow down")
+                # the `rate_limited` errors already buffered go out before the close
+                self.conn.close(CLOSE_POLICY, "too many frames: slow down", flush=True)
                 return
             self._error("rate_limited", "Too many frames; slow down.")
             return
