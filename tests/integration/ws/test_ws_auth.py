@@ -74,9 +74,12 @@ async def test_expired_or_forged_bearer_is_refused(node: ProcessServer) -> None:
 async def test_bearer_header_opens_a_socket_as_its_user(
     node: ProcessServer, tokens: DevTokens
 ) -> None:
-    ws = await open_ws(node, tokens, "alice")
+    ws = await open_ws(node, tokens, "alice")  # the client offers permessage-deflate
     await ws.send({"type": "ping"})
     assert await ws.expect({"type": "pong"}) == {"type": "pong"}
+    assert ws.conn.response is not None
+    # compression is off unless configured (it costs tens of KB per connection)
+    assert "sec-websocket-extensions" not in ws.conn.response.headers
     await ws.close()
 
 
