@@ -297,7 +297,8 @@ class StreamEngine:
                 self._stop(stream, StopReason.CLIENT)
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(stream.task), 5)
-            return {"id": stream_id, "status": stream.status.value}
+            if not stream.lease_lost:  # else: declared lost meanwhile, the store tells it
+                return {"id": stream_id, "status": stream.status.value}
         meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
         status = await self._settled_status(meta)
         if status is StreamStatus.RUNNING:
