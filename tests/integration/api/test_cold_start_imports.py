@@ -22,7 +22,8 @@ from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
 
 HEAVY = ("openai", "httpx2", "functions.batch.service", "boto3",
-         "aws_lambda_powertools.utilities.idempotency")
+         "aws_lambda_powertools.utilities.idempotency", "litestar.plugins.pydantic",
+         "pydantic.v1")
 loaded = lambda: [m for m in HEAVY if m in sys.modules]
 seen = {"import": loaded()}
 token = DevTokens(DEV_SECRET_DEFAULT, 60).mint("alice")
