@@ -10,6 +10,7 @@ from litestar.di import NamedDependency, Provide
 
 from core.auth.base import Principal, TokenVerifier
 from core.auth.jwks import JwksVerifier
+from core.auth.url_tokens import UrlTokens
 from core.errors import Unauthorized
 
 
@@ -38,6 +39,18 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         )
     verifier: TokenVerifier = request.app.state.verifier
     return await verify_bearer(verifier, token)
+
+
+async def stream_reader(
+    request: Request[Any, Any, Any], stream_id: str, url_tokens: UrlTokens
+) -> Principal:
+    """Who reads ``stream_id``'s events: a read-only URL token for that stream (``?token=``,
+    browsers' EventSource), or a bearer token. Routes that change a stream (cancel) take
+    the bearer token only (:func:`provide_principal`): a URL token never cancels."""
+    token = request.query_params.get("token")
+    if token:
+        return url_tokens.verify_stream_read(token, stream_id)
+    return await provide_principal(request)
 
 
 PRINCIPAL_DEPENDENCY = {"principal": Provide(provide_principal)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -97,3 +98,37 @@ def test_an_unhandled_error_does_not_log_the_url_token(caplog: pytest.LogCapture
     service_lines = [r.getMessage() for r in caplog.records if r.name.startswith("rtai")]
     assert service_lines  # the error is logged...
     assert not any(secret in line for line in service_lines)  # ...without the token
+
+
+def test_stream_reader_takes_a_read_token_or_a_bearer_token() -> None:
+    from litestar import Request, post
+    from litestar.datastructures import State
+
+    from core.auth.dev import DevTokens
+    from core.http.auth import provide_principal, stream_reader
+
+    urls = UrlTokens(KEY, 60)
+    bearer = DevTokens(KEY, 60)
+
+    @get("/s/{stream_id:str}/events")
+    async def events(request: Request[Any, Any, Any], stream_id: FromPath[str]) -> dict[str, str]:
+        return {"sub": (await stream_reader(request, stream_id, urls)).sub}
+
+    @post("/s/{stream_id:str}/cancel", status_code=200)
+    async def cancel(request: Request[Any, Any, Any], stream_id: FromPath[str]) -> dict[str, str]:
+        return {"sub": (await provide_principal(request)).sub}  # bearer only
+
+    app = Litestar(
+        [events, cancel],
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=State({"verifier": bearer}),
+        logging_config=None,
+    )
+    read = urls.mint_stream_read("alice", STREAM)
+    with TestClient(app) as client:
+        assert client.get(f"/s/{STREAM}/events?token={read}").json() == {"sub": "alice"}
+        assert client.get(f"/s/{OTHER}/events?token={read}").status_code == 401
+        headers = {"Authorization": f"Bearer {bearer.mint('bob')}"}
+        assert client.get(f"/s/{STREAM}/events", headers=headers).json() == {"sub": "bob"}
+        assert client.post(f"/s/{STREAM}/cancel?token={read}").status_code == 401
+        assert client.post(f"/s/{STREAM}/cancel", headers=headers).json() == {"sub": "bob"}
