@@ -44,6 +44,7 @@ class WsConnection:
         "_writer",
         "close_code",
         "closed",
+        "closing",
         "limit",
         "user",
     )
@@ -51,7 +52,8 @@ class WsConnection:
     def __init__(self, user: str, send_message: SendMessage, limit_bytes: int) -> None:
         self.user = user
         self.limit = limit_bytes
-        self.closed = asyncio.Event()
+        self.closing = asyncio.Event()  # set by close(): the server ends the socket
+        self.closed = asyncio.Event()  # the close message went out (or could not)
         self.close_code: int | None = None
         self._send_message = send_message
         self._buffer: deque[bytes] = deque()
@@ -100,6 +102,7 @@ class WsConnection:
         if self.close_code is not None:
             return
         self.close_code = code  # nothing more is buffered from now on
+        self.closing.set()
         if not flush:
             self._drop_buffer()
         task = asyncio.ensure_future(self._close(code, reason, flush))
@@ -121,12 +124,13 @@ class WsConnection:
         with contextlib.suppress(Exception):
             await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
 
-    async def stop(self) -> None:
-        """The socket is done: let a close under way go out (its flush included, bounded),
-        then stop writing."""
+    async def stop(self, close_wait_s: float = FLUSH_S + 1.0) -> None:
+        """The socket is done: let a close under way go out (its flush included) for up to
+        ``close_wait_s`` (a client that stopped reading may read again and get it), then
+        stop writing."""
         if self.close_code is not None and not self.closed.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closed.wait(), FLUSH_S + 1.0)
+                await asyncio.wait_for(self.closed.wait(), close_wait_s)
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -14,7 +16,7 @@ from core.settings import Settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.rooms.service import RoomService
 from stream_service.transports.ws.config import WsSettings
-from stream_service.transports.ws.connection import CLOSE_UNAUTHORIZED, WsConnection
+from stream_service.transports.ws.connection import CLOSE_UNAUTHORIZED, FLUSH_S, WsConnection
 from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
 from stream_service.transports.ws.session import WsSession
@@ -65,17 +67,39 @@ async def serve(
     conn.start()
     hub.add(conn)
     engine.metrics.connections.inc()
+    receiving = False
+
+    async def read_frames() -> None:
+        nonlocal receiving
+        try:
+            while conn.close_code is None:
+                receiving = True
+                message = await socket.receive()
+                receiving = False
+                if message["type"] != "websocket.receive":
+                    break  # disconnected
+                text = message.get("text")
+                await session.handle(text if text is not None else message.get("bytes") or b"")
+        except Exception:  # the client went away mid-frame: nothing more to do
+            log.debug("ws receive ended", exc_info=True)
+
+    reader = asyncio.ensure_future(read_frames())
+    closing = asyncio.ensure_future(conn.closing.wait())
     try:
-        while conn.close_code is None:
-            message = await socket.receive()
-            if message["type"] != "websocket.receive":
-                break  # disconnected
-            text = message.get("text")
-            await session.handle(text if text is not None else message.get("bytes") or b"")
-    except Exception:  # the client went away mid-frame: nothing more to do
-        log.debug("ws receive ended", exc_info=True)
+        await asyncio.wait((reader, closing), return_when=asyncio.FIRST_COMPLETED)
+        # The server closes (4008, 1008, 1012): the session ends now, not when the client
+        # answers, which one that stopped reading never does (its rooms would keep it
+        # present). A frame being handled is finished first.
+        if not reader.done() and receiving:
+            reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
     finally:
+        closing.cancel()
+        if not reader.done():  # this handler was cancelled (the server stops)
+            reader.cancel()
         hub.discard(conn)
         engine.metrics.connections.dec()
-        await session.close()
-        await conn.stop()
+        await session.close()  # its streams and rooms, at once
+        # the close frame, until the server's pings would give up on the client anyway
+        await conn.stop(close_wait_s=max(FLUSH_S + 1.0, 2 * settings.keepalive_s))
