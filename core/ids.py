@@ -23,6 +23,7 @@ class IdFormat:
     noun: str
     pattern: re.Pattern[str]
     param: str
+    code: str | None = None  # the 404's error code (NotFound's default when None)
 
     def is_valid(self, value: object) -> bool:
         return isinstance(value, str) and self.pattern.fullmatch(value) is not None
@@ -35,7 +36,7 @@ class IdFormat:
 
     def not_found(self, value: str) -> NotFound:
         """The one 404 for "malformed", "unknown" and "someone else's" (ids never leak)."""
-        return NotFound(f"No such {self.noun}: {shown(value)}", param=self.param)
+        return NotFound(f"No such {self.noun}: {shown(value)}", param=self.param, code=self.code)
 
 
 def shown(value: str) -> str:
@@ -45,7 +46,7 @@ def shown(value: str) -> str:
 
 
 # The stream service: uuid4().hex (stream_service.engine).
-STREAM_ID = IdFormat("stream", re.compile(r"[0-9a-f]{32}"), "stream_id")
+STREAM_ID = IdFormat("stream", re.compile(r"[0-9a-f]{32}"), "stream_id", "stream_not_found")
 # The batch API: a time-ordered 32-hex body (functions.batch.schemas).
 FILE_ID = IdFormat("File object", re.compile(r"file-[0-9a-f]{32}"), "file_id")
 BATCH_ID = IdFormat("Batch object", re.compile(r"batch_[0-9a-f]{32}"), "batch_id")

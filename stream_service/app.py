@@ -15,6 +15,7 @@ from core.aws import clients
 from core.aws.tables import ensure_tables
 from core.http.auth import PRINCIPAL_DEPENDENCY
 from core.http.errors import EXCEPTION_HANDLERS
+from core.http.ids import require_valid_path_ids
 from core.providers import ModelProvider, build_provider
 from core.settings import Settings, get_settings
 from stream_service.config import StreamSettings, get_stream_settings
@@ -131,6 +132,7 @@ def create_app(
             **room_dependencies(rooms),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        guards=[require_valid_path_ids],  # a malformed id is a 404 before any store call
         request_max_body_size=settings.max_request_bytes,
         lifespan=[lifespan, voice.lifespan, room_lifespan(rooms)],
         state=State(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import ApiError, InvalidRequest, NotFound, RateLimited, ServiceUnavailable
+from core.ids import STREAM_ID
 from stream_service.engine.types import ErrorCode
 
 LOST_MESSAGE = (
@@ -39,7 +40,8 @@ def from_api_error(exc: ApiError) -> dict[str, Any]:
 
 # --- exceptions --------------------------------------------------------------------------
 def not_found(stream_id: str) -> NotFound:
-    return NotFound(f"No stream '{stream_id[:80]}'.", code="stream_not_found")
+    """Unknown, someone else's or malformed: one answer (ids never leak)."""
+    return STREAM_ID.not_found(stream_id)
 
 
 def beyond(after: int, last: int) -> InvalidRequest:

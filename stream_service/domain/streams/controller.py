@@ -9,29 +9,13 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from core.auth import Principal, UrlTokens
 from core.errors import InvalidRequest
-from core.http.auth import AuthPrincipal, provide_principal
+from core.http.auth import AuthPrincipal, stream_reader
 from core.schemas.chat import parse_chat_request
 from stream_service.domain.dependencies import AppSettings, Engine, StreamConfig, Tokens
 from stream_service.transports.outlet import Outlet
 from stream_service.transports.sse import EventStream, last_event_id
 from stream_service.transports.sse.formats import native, openai_chunks
-
-
-async def stream_principal(
-    request: Request[Any, Any, Any], stream_id: str, url_tokens: UrlTokens
-) -> Principal:
-    """A URL token scoped to this stream (browsers' EventSource), or a bearer token."""
-    token = request.query_params.get("token")
-    if token:
-        return url_tokens.verify(token, f"stream:{stream_id}")
-    return await provide_principal(request)
-
-
-def events_url(url_tokens: UrlTokens, stream_id: str, owner: str) -> str:
-    token = url_tokens.mint(owner, f"stream:{stream_id}")
-    return f"/stream/v1/streams/{stream_id}/events?token={token}"
 
 
 class StreamsController(Controller):
@@ -52,7 +36,7 @@ class StreamsController(Controller):
         await engine.recorded(stream)  # readable on every node once the client has its id
         return {
             "id": stream.id,
-            "events_url": events_url(url_tokens, stream.id, principal.sub),
+            "events_url": url_tokens.stream_events_url(principal.sub, stream.id),
             "status": "running",
         }
 
@@ -65,7 +49,8 @@ class StreamsController(Controller):
         stream_config: StreamConfig,
         url_tokens: Tokens,
     ) -> ASGIApp:
-        principal = await stream_principal(request, stream_id, url_tokens)
+        # a read-only URL token for this stream (browsers' EventSource), or a bearer token
+        principal = await stream_reader(request, stream_id, url_tokens)
         after = last_event_id(request, stream_config.max_seq)
         fmt = request.query_params.get("format", "sse")
         if fmt not in ("sse", "openai"):
@@ -94,15 +79,11 @@ class StreamsController(Controller):
     ) -> dict[str, Any]:
         described = await engine.describe(principal.sub, stream_id)
         # A fresh URL token, so a client can resume after the one it had expired.
-        return {**described, "events_url": events_url(url_tokens, stream_id, principal.sub)}
+        return {**described, "events_url": url_tokens.stream_events_url(principal.sub, stream_id)}
 
     @post("/{stream_id:str}/cancel", status_code=200)
     async def cancel(
-        self,
-        request: Request[Any, Any, Any],
-        stream_id: FromPath[str],
-        engine: Engine,
-        url_tokens: Tokens,
+        self, principal: AuthPrincipal, stream_id: FromPath[str], engine: Engine
     ) -> dict[str, Any]:
-        principal = await stream_principal(request, stream_id, url_tokens)
+        """Bearer only: a URL token (it may sit in a log) reads, never cancels."""
         return await engine.cancel(principal.sub, stream_id)

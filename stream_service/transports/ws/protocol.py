@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from core.ids import STREAM_ID
+
 _encode = msgspec.json.encode
 
 
@@ -79,10 +81,13 @@ def fields(kind: type[Any], raw: dict[str, Any]) -> Any:
         value = msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
         raise ProtocolError("invalid_message", f"Invalid frame: {exc}.", ref) from None
-    for name in ("room", "stream_id"):
-        ident = getattr(value, name, None)
-        if isinstance(ident, str) and not (0 < len(ident) <= _MAX_ID):
-            raise ProtocolError("invalid_message", f"'{name}' must be 1-{_MAX_ID} chars.", ref)
+    room = getattr(value, "room", None)
+    if isinstance(room, str) and not (0 < len(room) <= _MAX_ID):
+        raise ProtocolError("invalid_message", f"'room' must be 1-{_MAX_ID} chars.", ref)
+    stream_id = getattr(value, "stream_id", None)
+    if isinstance(stream_id, str) and not STREAM_ID.is_valid(stream_id):
+        # the same answer as an unknown id, before any store call
+        raise ProtocolError("stream_not_found", STREAM_ID.not_found(stream_id).message, ref)
     after = getattr(value, "after_seq", 0)
     if after < 0:
         raise ProtocolError("invalid_message", "'after_seq' must be >= 0.", ref)

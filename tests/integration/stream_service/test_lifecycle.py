@@ -157,7 +157,12 @@ def test_cancel_from_the_other_node_stops_the_upstream(
     created = create(a, auth(tokens), tokens_out=1000).json()
     before = app.stats.disconnects
     sent = time.monotonic()
-    body = httpx.post(a.url + created["events_url"].replace("/events?", "/cancel?")).json()
+    # (a URL token only reads: cancelling takes the bearer token)
+    refused = httpx.post(a.url + created["events_url"].replace("/events?", "/cancel?"))
+    assert refused.status_code == 401
+    body = httpx.post(
+        f"{a.url}/stream/v1/streams/{created['id']}/cancel", headers=auth(tokens)
+    ).json()
     assert body["status"] == "cancelled"
     _wait_for(lambda: app.stats.disconnects > before, 5, "the upstream to be cancelled")
     assert time.monotonic() - sent < 0.5
