@@ -107,11 +107,12 @@ class Sink(Protocol):
 
     ``write`` starts sending a frame and says whether it was taken (False: nothing was
     sent, the reader's own task takes over). A frame that could not be written at once is
-    ``busy``; the reader's task finishes it (``settle``) before it sends anything else.
+    left ``pending`` (not None); the reader's task finishes it (``settle``) before it sends
+    anything else. (An attribute, not a property: it is read once per token and reader.)
     """
 
     @property
-    def busy(self) -> bool: ...
+    def pending(self) -> object | None: ...
 
     def write(self, frame: bytes) -> bool: ...
 

@@ -45,7 +45,7 @@ class DirectReader:
         if seq != self.after + 1 or not self.sink.write(frame):
             return False
         self.after = seq
-        return not self.sink.busy
+        return self.sink.pending is None
 
 
 @dataclass(eq=False, slots=True)

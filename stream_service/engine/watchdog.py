@@ -114,9 +114,12 @@ class Watchdog:
             await asyncio.gather(*beats, return_exceptions=True)
 
     async def _lease_loop(self) -> None:
-        """Apart from the poll: a slow poll never delays a renewal."""
+        """Apart from the poll: a slow poll never delays a renewal. Ticks as often as the
+        poll, so each round renews only the streams due (their renewals stay spread out by
+        when each stream started, not bunched into one burst)."""
+        interval = min(self.limits.poll_interval_s, self.limits.lease_ttl_s / 6)
         while True:
-            await asyncio.sleep(self.limits.lease_ttl_s / 6)
+            await asyncio.sleep(interval)
             try:
                 await self.renew_leases()
             except Exception:

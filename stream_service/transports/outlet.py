@@ -33,22 +33,23 @@ class Outlet:
     def __init__(self, message: Callable[[bytes], Message] | None = None) -> None:
         self._send: Send | None = None
         self.pending: _StartedSend | None = None
-        # builds the ASGI message for a chunk: an SSE body chunk unless told otherwise
-        self._message = message or _body_chunk
+        # builds the ASGI message for a chunk (None: an SSE body chunk, built inline)
+        self._message = message
 
     def attach(self, send: Send) -> None:
         """The response has started: writes may go out on ``send`` from now on."""
         self._send = send
 
-    @property
-    def busy(self) -> bool:
-        return self.pending is not None
-
     def write(self, chunk: bytes) -> bool:
         """Send ``chunk`` now; False if it cannot go out this way (nothing was sent)."""
         if self._send is None or self.pending is not None:
             return False
-        sending = self._send(self._message(chunk)).__await__()
+        message = self._message
+        sending = self._send(
+            {"type": "http.response.body", "body": chunk, "more_body": True}
+            if message is None
+            else message(chunk)
+        ).__await__()
         try:
             waiting = sending.send(None)
         except StopIteration:
@@ -72,10 +73,6 @@ class Outlet:
         if self.pending is not None:
             self.pending.close()
             self.pending = None
-
-
-def _body_chunk(chunk: bytes) -> Message:
-    return {"type": "http.response.body", "body": chunk, "more_body": True}
 
 
 class _StartedSend:

@@ -63,9 +63,8 @@ class WsConnection:
         self._writer: asyncio.Task[None] | None = None
 
     # --- Member / Sink ------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return False  # a write is buffered at once: never left half-done
+    # a write is buffered at once: never left half-done (the engine's Sink)
+    pending: None = None
 
     def write(self, frame: bytes) -> bool:
         return self.send(frame)

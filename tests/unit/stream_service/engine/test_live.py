@@ -37,9 +37,7 @@ class _Sink:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
-    @property
-    def busy(self) -> bool:
-        return False
+    pending: None = None  # every write goes out at once
 
     def write(self, frame: bytes) -> bool:
         self.frames.append(frame)
