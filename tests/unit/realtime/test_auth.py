@@ -38,7 +38,7 @@ async def test_a_browser_offers_the_secret_as_a_subprotocol() -> None:
         (None, ["realtime"], "missing_api_key"),
         ("Basic abc", [], "invalid_api_key"),
         (None, ["realtime", f"openai-insecure-api-key.{dev.mint('alice')}"], "invalid_api_key"),
-        (f"Bearer {UrlTokens(SECRET, 60).mint('alice', 'ws')}", [], "invalid_token"),
+        (f"Bearer {UrlTokens(SECRET, 24 * 3600).mint('alice', 'ws')}", [], "invalid_token"),
     ],
 )
 async def test_what_does_not_open_a_voice_socket(
