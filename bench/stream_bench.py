@@ -374,13 +374,13 @@ def mint_token(user: str = "bench") -> str:
 
 
 def start_moto(port: int) -> subprocess.Popen[bytes]:
-    """moto's DynamoDB over HTTP, in a process of its own on the harness's cores."""
+    """moto's DynamoDB over HTTP, in a process of its own. Not pinned nor niced: DynamoDB
+    is a service of its own in production, and moto (pure Python) is far slower than it, so
+    it gets whichever core is free."""
     return start(
         [sys.executable, "-m", "bench.moto_server", str(port)],
         {},
         f"http://127.0.0.1:{port}/moto-api/",
-        nice=HARNESS_NICE,
-        cpus=HARNESS_CPUS,
     )
 
 

@@ -70,6 +70,9 @@ class StreamSettings(BaseSettings):
     # Prometheus metrics on a port of their own (only the VPC reaches it in AWS); 0: none,
     # and /stream/metrics answers loopback peers only.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # A reader on another node waits this long for a just-created stream's record (written
+    # right after the create answers); an unknown or foreign id gets its 404 after it.
+    record_wait_s: float = Field(default=2.0, ge=0, le=30)
     # Largest accepted Last-Event-ID / seq (guards int parsing, not a stream length limit).
     max_seq: int = Field(default=10_000_000, gt=0)
 

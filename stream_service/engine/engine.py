@@ -149,6 +149,7 @@ class StreamEngine:
             flush_at=config.flush_max_events,
             flush_soon=self.writer.soon,
             on_end=self._finalize,
+            before_end=self._release_slot,
         )
         self._background: set[asyncio.Future[None]] = set()
         self.shared_access: SharedAccess = _owner_only
@@ -299,7 +300,7 @@ class StreamEngine:
                     await asyncio.wait_for(asyncio.shield(stream.task), 5)
             if not stream.lease_lost:  # else: declared lost meanwhile, the store tells it
                 return {"id": stream_id, "status": stream.status.value}
-        meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
+        meta = await self._owned_meta(owner, stream_id, wait_s=self.config.record_wait_s)
         status = await self._settled_status(meta)
         if status is StreamStatus.RUNNING:
             await self.store.request_cancel(stream_id)
@@ -314,7 +315,7 @@ class StreamEngine:
                 "status": stream.status.value,
                 "last_event_id": stream.last_seq,
             }
-        meta = await self._owned_meta(owner, stream_id, wait_s=0.5)
+        meta = await self._owned_meta(owner, stream_id, wait_s=self.config.record_wait_s)
         return {
             "id": stream_id,
             "status": (await self._settled_status(meta)).value,
@@ -348,15 +349,6 @@ class StreamEngine:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             raise errors.not_found(stream_id)
         return meta
-
-    async def recorded(self, stream: LiveStream) -> None:
-        """Wait until the stream's record is in the store, so that a reader on any node
-        finds it (``POST /stream/v1/streams`` answers once it is); the upstream call is
-        already under way."""
-        try:
-            await self.writer.flush(stream)
-        except Exception:  # the store is failing: the flush loop retries; answer anyway
-            log.warning("first write of %s failed", stream.id, exc_info=True)
 
     async def running_position(self, stream_id: str) -> int | None:
         """The last seq of a stream that still runs (here or anywhere), else None."""
@@ -434,6 +426,11 @@ class StreamEngine:
             meta = current
 
     # --- the end of a stream ------------------------------------------------------------
+    async def _release_slot(self, stream: LiveStream) -> None:
+        """The upstream call is over: the stream stops counting against its user's limit
+        before its terminal event goes out."""
+        await self.slots.release(stream.slot_user or stream.owner, stream.id)
+
     async def _finalize(self, stream: LiveStream) -> None:
         t = stream.timings
         try:
@@ -444,7 +441,6 @@ class StreamEngine:
             stream.window = min(stream.window, self.config.retain_events)
             stream.trim()
             self.watchdog.forget(stream.id)
-            await self.slots.release(stream.slot_user or stream.owner, stream.id)
             self.metrics.active_streams.dec()
             self.metrics.finished.labels(stream.status.value).inc()
             self.metrics.tokens.inc(t.tokens)

@@ -65,6 +65,7 @@ class LiveStream:
     status: StreamStatus = StreamStatus.RUNNING
     lease_lost: bool = False  # another node declared it lost: the store tells its story
     stop_reason: StopReason | None = None
+    ending: tuple[EventKind, object] | None = None  # the terminal event, until it is appended
     task: asyncio.Task[None] | None = None
     presence: Presence = field(default_factory=lambda: Presence())
     # direct readers, grouped by format so each delta is rendered once per format

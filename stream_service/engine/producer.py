@@ -38,6 +38,7 @@ class Producer:
         flush_at: int,
         flush_soon: Callable[[LiveStream], None],
         on_end: Callable[[LiveStream], Awaitable[None]],
+        before_end: Callable[[LiveStream], Awaitable[None]] | None = None,
     ) -> None:
         self.provider = provider
         self.metrics = metrics
@@ -45,6 +46,9 @@ class Producer:
         self.flush_at = flush_at
         self._flush_soon = flush_soon
         self._on_end = on_end
+        # runs once the upstream call is over, before the terminal event goes out (the
+        # per-user slot is given back then: a client that sees `done` may start another)
+        self._before_end = before_end
 
     def start(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
         stream.task = asyncio.create_task(self.run(stream, request), name=f"produce-{stream.id}")
@@ -96,6 +100,14 @@ class Producer:
         finally:
             with contextlib.suppress(Exception):
                 await upstream.aclose()  # type: ignore[attr-defined]
+            if self._before_end is not None:
+                try:
+                    await asyncio.shield(self._before_end(stream))
+                except BaseException:  # cancelled meanwhile (shutdown): the ending still goes out
+                    log.warning("before-end of %s did not finish", stream.id, exc_info=True)
+            if stream.ending is not None:
+                stream.append(*stream.ending)
+                stream.ending = None
             stream.finished = True
             stream.wake()
             await asyncio.shield(self._on_end(stream))
@@ -118,8 +130,9 @@ class Producer:
 
     @staticmethod
     def _end(stream: LiveStream, status: StreamStatus, kind: EventKind, payload: Any) -> None:
+        """The stream's ending: appended once the upstream call is closed (see ``run``)."""
         stream.status = status
-        stream.append(kind, payload)
+        stream.ending = (kind, payload)
 
     @staticmethod
     def _done(

@@ -108,6 +108,8 @@ class StoreWriter:
             self._state.pop(stream.id, None)
 
     async def flush(self, stream: LiveStream, final: bool = False) -> None:
+        """Write the record if needed, then the events appended so far (not those that
+        arrive meanwhile: a flush is bounded, the next one takes them)."""
         state = self._state.get(stream.id)
         if state is None:
             return
@@ -115,8 +117,9 @@ class StoreWriter:
             if not state.meta_written:
                 await retry(lambda: self.store.create(self._meta(stream)), persistent=final)
                 state.meta_written = True
-            while pending := stream.unflushed():
-                batch = [e.stored() for e in pending[: self.store.max_batch]]
+            upto = stream.last_seq
+            while stream.flushed_seq < upto and (pending := stream.unflushed()):
+                batch = [e.stored() for e in pending[: self.store.max_batch] if e.seq <= upto]
                 written = await retry(
                     lambda b=batch: self.store.append(stream.id, b),  # type: ignore[misc]
                     persistent=final,

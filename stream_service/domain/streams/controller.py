@@ -33,7 +33,6 @@ class StreamsController(Controller):
         accepted = time.perf_counter()
         chat = parse_chat_request(await request.body(), settings)
         stream = await engine.create(principal.sub, chat, accepted)
-        await engine.recorded(stream)  # readable on every node once the client has its id
         return {
             "id": stream.id,
             "events_url": url_tokens.stream_events_url(principal.sub, stream.id),
@@ -55,9 +54,10 @@ class StreamsController(Controller):
         fmt = request.query_params.get("format", "sse")
         if fmt not in ("sse", "openai"):
             raise InvalidRequest("'format' must be 'sse' or 'openai'.", param="format")
-        # A URL token proves the stream was created: wait a moment for its record if this
-        # node is not the producer's and the record is still on its way to the store.
-        wait_s = 2.0 if request.query_params.get("token") else 0.5
+        # The stream's record reaches the store just after the create answered (nothing
+        # waits for the store before the first token): a reader on another node in the
+        # first moments waits for it. Unknown and foreign ids answer after the same wait.
+        wait_s = stream_config.record_wait_s
         outlet = Outlet()
         opened = await engine.open(
             principal.sub,

@@ -83,8 +83,13 @@ class WsConnection:
         self._buffer.append(frame)
         self._buffered += len(frame)
         wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        if wake is not None:
+            if not wake.done():
+                wake.set_result(None)
+        elif self._writer is None:  # the first frame: an idle socket costs no task
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(), name=f"ws-writer-{self.user}"
+            )
         return True
 
     @property
@@ -93,7 +98,8 @@ class WsConnection:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.user}")
+        """Nothing to do until there is something to send: the writer task starts with the
+        first frame (an idle socket holds no task)."""
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the socket (once): frames still buffered are dropped, or with ``flush``

@@ -68,9 +68,18 @@ async def serve(
     hub.add(conn)
     engine.metrics.connections.inc()
     receiving = False
+    # Frames are read all the time (so the server keeps reading the socket, pongs
+    # included, while a slow frame is handled) and handled one at a time, in order, from
+    # a short queue; a client that fills it is told to slow down.
+    inbox: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=ws.message_burst)
+
+    async def handle_frames() -> None:
+        while True:
+            await session.handle(await inbox.get())
 
     async def read_frames() -> None:
         nonlocal receiving
+        handler = asyncio.ensure_future(handle_frames())
         try:
             while conn.close_code is None:
                 receiving = True
@@ -79,9 +88,17 @@ async def serve(
                 if message["type"] != "websocket.receive":
                     break  # disconnected
                 text = message.get("text")
-                await session.handle(text if text is not None else message.get("bytes") or b"")
+                data = text if text is not None else message.get("bytes") or b""
+                if inbox.full():
+                    session.overloaded()
+                else:
+                    inbox.put_nowait(data)
         except Exception:  # the client went away mid-frame: nothing more to do
             log.debug("ws receive ended", exc_info=True)
+        finally:
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await handler
 
     reader = asyncio.ensure_future(read_frames())
     closing = asyncio.ensure_future(conn.closing.wait())

@@ -39,6 +39,18 @@ from stream_service.transports.ws.room_replies import RoomReplies
 log = logging.getLogger("rtai.ws")
 
 
+# client frame type -> the WsSession method that handles it (one table, not one per socket)
+_HANDLERS = {
+    "chat.send": "_chat_send",
+    "resume": "_resume",
+    "cancel": "_cancel",
+    "join": "_join",
+    "leave": "_leave",
+    "typing": "_typing",
+    "ping": "_ping",
+}
+
+
 class WsSession:
     def __init__(
         self,
@@ -68,16 +80,6 @@ class WsSession:
         self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.member = RoomMember(self)
-        handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
-            "chat.send": self._chat_send,
-            "resume": self._resume,
-            "cancel": self._cancel,
-            "join": self._join,
-            "leave": self._leave,
-            "typing": self._typing,
-            "ping": self._ping,
-        }
-        self._handlers = handlers
 
     # --- frames in ----------------------------------------------------------------------
     async def handle(self, data: str | bytes) -> None:
@@ -93,13 +95,22 @@ class WsSession:
         try:
             kind, raw = protocol.decode(data)
             ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
-            await self._handlers[kind](raw)
+            handler: Callable[[dict[str, Any]], Awaitable[None]] = getattr(self, _HANDLERS[kind])
+            await handler(raw)
         except ProtocolError as exc:
             self._error(exc.code, exc.message, exc.ref)
         except ApiError as exc:
             self._error(exc.code or "invalid_request", exc.message, ref)
         except RoomError as exc:
             self._error(exc.code, str(exc), ref)
+
+    def overloaded(self) -> None:
+        """A frame arrived while too many wait to be handled: refused like a flood."""
+        self.rate.strikes += 1
+        if self.rate.strikes >= self.ws.rate_strikes:
+            self.conn.close(CLOSE_POLICY, "too many frames: slow down", flush=True)
+            return
+        self._error("rate_limited", "Too many frames waiting; slow down.")
 
     async def _ping(self, raw: dict[str, Any]) -> None:
         del raw

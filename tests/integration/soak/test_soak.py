@@ -55,6 +55,8 @@ def soak_cluster(aws_env: dict[str, str]) -> Iterator[tuple[list[ProcessServer],
             "FLUSH_INTERVAL_MS": "100",
             "TAIL_INTERVAL_MS": "50",
             "RETAIN_S": "2",
+            # moto on two shared cores under this load: a record can take seconds to land
+            "RECORD_WAIT_S": "10",
             "MAX_STREAMS_PER_USER": str(LIMIT),
             "STREAM_LIMIT_POLICY": "reject",
         }
