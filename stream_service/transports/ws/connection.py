@@ -46,6 +46,7 @@ class WsConnection:
         "closed",
         "closing",
         "limit",
+        "on_close",
         "user",
     )
 
@@ -61,6 +62,7 @@ class WsConnection:
         self._wake: asyncio.Future[None] | None = None
         self._drained: asyncio.Event | None = None  # a flushing close waits on it
         self._writer: asyncio.Task[None] | None = None
+        self.on_close: Callable[[], None] | None = None  # told when the server closes
 
     # --- Member / Sink ------------------------------------------------------------------
     # a write is buffered at once: never left half-done (the engine's Sink)
@@ -108,6 +110,8 @@ class WsConnection:
             return
         self.close_code = code  # nothing more is buffered from now on
         self.closing.set()
+        if self.on_close is not None:
+            self.on_close()
         if not flush:
             self._drop_buffer()
         task = asyncio.ensure_future(self._close(code, reason, flush))

@@ -71,15 +71,16 @@ async def serve(
     # Frames are read all the time (so the server keeps reading the socket, pongs
     # included, while a slow frame is handled) and handled one at a time, in order, from
     # a short queue; a client that fills it is told to slow down.
-    inbox: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=ws.message_burst)
+    # (The queue and its task exist from the first frame on: an idle socket costs neither.)
+    inbox: asyncio.Queue[str | bytes] | None = None
 
-    async def handle_frames() -> None:
+    async def handle_frames(queue: asyncio.Queue[str | bytes]) -> None:
         while True:
-            await session.handle(await inbox.get())
+            await session.handle(await queue.get())
 
     async def read_frames() -> None:
-        nonlocal receiving
-        handler = asyncio.ensure_future(handle_frames())
+        nonlocal receiving, inbox
+        handler: asyncio.Future[None] | None = None
         try:
             while conn.close_code is None:
                 receiving = True
@@ -89,6 +90,9 @@ async def serve(
                     break  # disconnected
                 text = message.get("text")
                 data = text if text is not None else message.get("bytes") or b""
+                if inbox is None:
+                    inbox = asyncio.Queue(maxsize=ws.message_burst)
+                    handler = asyncio.ensure_future(handle_frames(inbox))
                 if inbox.full():
                     session.overloaded()
                 else:
@@ -96,23 +100,25 @@ async def serve(
         except Exception:  # the client went away mid-frame: nothing more to do
             log.debug("ws receive ended", exc_info=True)
         finally:
-            handler.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await handler
+            if handler is not None:
+                handler.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await handler
 
     reader = asyncio.ensure_future(read_frames())
-    closing = asyncio.ensure_future(conn.closing.wait())
-    try:
-        await asyncio.wait((reader, closing), return_when=asyncio.FIRST_COMPLETED)
+
+    def on_close() -> None:
         # The server closes (4008, 1008, 1012): the session ends now, not when the client
         # answers, which one that stopped reading never does (its rooms would keep it
-        # present). A frame being handled is finished first.
+        # present).
         if not reader.done() and receiving:
             reader.cancel()
+
+    conn.on_close = on_close
+    try:
         with contextlib.suppress(asyncio.CancelledError):
             await reader
     finally:
-        closing.cancel()
         if not reader.done():  # this handler was cancelled (the server stops)
             reader.cancel()
         hub.discard(conn)
