@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.errors import NotFound
 from core.settings import is_loopback
-from stream_service.engine.engine import StreamEngine
+from stream_service.domain.dependencies import Engine
 
 # Any of these means a proxy (CloudFront adds X-Amz-Cf-Id, the ALB X-Forwarded-For) relayed
 # the request: it may come from anywhere, whatever the peer address.
@@ -33,16 +33,14 @@ def is_local_request(request: Request[Any, Any, Any]) -> bool:
 
 
 @get("/stream/healthz")
-async def healthz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    engine: StreamEngine = request.app.state.engine
+async def healthz(engine: Engine) -> Response[dict[str, Any]]:
     if engine.draining:
         return Response({"status": "draining", "node": engine.node}, status_code=503)
     return Response({"status": "ok", "node": engine.node, "active_streams": len(engine.live)})
 
 
 @get("/stream/metrics")
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics(request: Request[Any, Any, Any], engine: Engine) -> Response[bytes]:
     if not is_local_request(request):
         raise NotFound(f"Not found: {request.url.path}")
-    engine: StreamEngine = request.app.state.engine
     return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
