@@ -39,7 +39,7 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps node-clients lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything under load, in one run; each part prints a table and writes bench/results/:
