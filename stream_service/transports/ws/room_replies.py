@@ -21,6 +21,7 @@ from stream_service.engine.events import DELTA_TEXT, Event
 from stream_service.rooms.conversation import as_chat_messages
 from stream_service.rooms.service import RoomService
 from stream_service.transports.ws.format import WsEvents
+from stream_service.transports.ws.room_fill import ReplyFills
 
 log = logging.getLogger("rtai.ws.rooms")
 
@@ -36,6 +37,8 @@ class RoomReplies:
         self.engine = engine
         self.rooms = rooms
         self.default_model = default_model
+        # events of a reply the bus lost: one reader per stream on this node, shared
+        self.fills = ReplyFills(engine, record_wait_s=engine.config.record_wait_s)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def may_read(self, user: str, owner: str) -> bool:
@@ -98,3 +101,4 @@ class RoomReplies:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fills.stop()

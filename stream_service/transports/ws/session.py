@@ -71,14 +71,13 @@ class WsSession:
         self.rate = RateLimit(ws.messages_per_s, ws.message_burst)
         self._readers: dict[str, asyncio.Task[None]] = {}
         # the last seq this socket was sent of each stream: room replies arrive from the
-        # bus at most once, so a gap there is filled from the store (a reader from it)
+        # bus at most once, so a gap there is filled by the node's shared reader of it
         self._sent: dict[str, int] = {}
-        self._filling: set[str] = set()
+        self._filling: set[str] = set()  # room replies the shared reader sends us now
         # room replies followed through the bus and not ended here yet: when did their
         # last event come (a lost tail has no later event to reveal its gap)
         self._following: dict[str, float] = {}
         self._watch: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.member = RoomMember(self)
 
     # --- frames in ----------------------------------------------------------------------
@@ -214,12 +213,14 @@ class WsSession:
 
     async def close(self) -> None:
         """The socket is gone: stop its readers, leave its rooms."""
-        for task in list(self._tasks):
-            task.cancel()
         if self._watch is not None:
             self._watch.cancel()
         for stream_id in list(self._readers):
             await self._stop_reader(stream_id)
+        if self.replies is not None:
+            for stream_id in list(self._filling):
+                self.replies.fills.unsubscribe(stream_id, self)
+            self._filling.clear()
         if self.rooms is not None:
             try:
                 await self.rooms.leave_all(self.member)
@@ -234,8 +235,8 @@ class WsSession:
     # --- room traffic -------------------------------------------------------------------
     def room_event(self, stream_id: str, seq: int, frame: bytes) -> bool:
         """A live event of a room reply from the bus: sent if it is the next one; dropped if
-        this socket has it (or a reader of that stream is sending it); a gap starts a
-        reader from the store after the last seq sent, which then sends the rest."""
+        this socket has it (or a reader of that stream is sending it); a gap subscribes to
+        the node's shared reader of it after the last seq sent, which then sends the rest."""
         if stream_id in self._readers or stream_id in self._filling:
             return True
         last = self._sent.get(stream_id, 0)
@@ -249,10 +250,28 @@ class WsSession:
         return True
 
     def _start_fill(self, stream_id: str, after: int) -> None:
-        self._filling.add(stream_id)  # until its reader runs, bus frames of it are dropped
-        task = asyncio.ensure_future(self._fill(stream_id, after))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Events of a room reply the bus lost: the node's shared reader of it (one per
+        stream, whatever the number of sockets) sends this socket the rest, through its
+        end; bus frames of it are dropped meanwhile."""
+        if self.replies is None:
+            return
+        self._filling.add(stream_id)
+        self.replies.fills.subscribe(stream_id, after, self)
+
+    def fill_frame(self, stream_id: str, seq: int, frame: bytes, terminal: bool) -> bool:
+        """One event from the shared reader (see :class:`.room_fill.ReplyFills`)."""
+        if seq <= self._sent.get(stream_id, 0):
+            return True
+        self._sent[stream_id] = seq
+        if terminal:
+            self._following.pop(stream_id, None)
+        return self.conn.send(frame)
+
+    def fill_ended(self, stream_id: str, error: ApiError | None) -> None:
+        self._filling.discard(stream_id)
+        if error is not None:  # it could not be read: say so, and stop following it
+            self._following.pop(stream_id, None)
+            self._error(error.code or "invalid_request", error.message, None, stream_id)
 
     def _follow(self, stream_id: str, ended: bool) -> None:
         if ended:
@@ -289,14 +308,6 @@ class WsSession:
                     and stream_id not in self._filling
                 ):
                     self._start_fill(stream_id, sent)
-
-    async def _fill(self, stream_id: str, after: int) -> None:
-        try:
-            await self._read(stream_id, after)
-        finally:
-            self._filling.discard(stream_id)
-            if stream_id not in self._readers:  # it could not be read: stop following it
-                self._following.pop(stream_id, None)
 
     def joined(self, streams: list[tuple[str, int]]) -> None:
         """A ``joined`` went out: the replies still running start after their ``last_seq``

@@ -243,3 +243,38 @@ async def test_reply_events_the_bus_lost_are_filled_from_the_store(
     assert frames == whole
     for ws in (alice, bob):
         await ws.close()
+
+
+async def test_every_socket_of_a_big_room_on_one_node_gets_the_whole_reply_after_a_bus_loss(
+    cluster: tuple[ProcessServer, ProcessServer], tokens: DevTokens, redis_server: RedisServer
+) -> None:
+    """40 sockets of the room on bob's node, more than MAX_READERS_PER_STREAM (32), lose part
+    of a reply on the bus: the node fills the gap with one shared reader of the stream, so
+    every socket (not only the first 32) gets every seq through `done`."""
+    a, b = cluster
+    alice_name, bob_name = names("alice", "bob")
+    room_id, alice, bob = await room_of(a, b, tokens, alice_name, bob_name)
+    more = [await open_ws(b, tokens, bob_name) for _ in range(39)]
+    for ws in more:
+        await ws.send({"type": "join", "room": room_id})
+        await ws.expect({"type": "joined"}, within=10)
+    await alice.send({"type": "chat.send", "room": room_id, "content": "go", "ref": "go"})
+    stream_id = (await alice.expect({"type": "stream.created"}))["stream_id"]
+    for _ in range(3):
+        await bob.expect({"type": "delta", "stream_id": stream_id})
+
+    stop = asyncio.Event()
+    cutting = asyncio.ensure_future(cut_off(redis_server, b, stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    assert await cutting > 0
+
+    whole = await alice.stream(stream_id, within=20)
+    assert seqs(whole) == list(range(1, whole[-1]["seq"] + 1))
+    for ws in (bob, *more):
+        frames = await ws.stream(stream_id, within=20)
+        assert [f for f in ws.frames if f["type"] == "error"] == [], ws.name
+        assert seqs(frames) == seqs(whole), ws.name  # every seq 1..N, no gap, no duplicate
+        assert frames == whole
+    for ws in (alice, bob, *more):
+        await ws.close()
