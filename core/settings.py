@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=256, gt=0)
     max_message_chars: int = Field(default=200_000, gt=0)
     max_output_tokens: int = Field(default=16_384, gt=0)
+    max_tools: int = Field(default=128, gt=0)  # OpenAI's own limit
+    max_tool_schema_bytes: int = Field(default=65_536, gt=0)  # one tool definition, as JSON
+    max_content_parts: int = Field(default=256, gt=0)  # per message
 
     # --- streaming ------------------------------------------------------------------
     keepalive_s: float = Field(default=15.0, gt=0)

@@ -1,9 +1,13 @@
 """The provider interface: a cancellable stream of deltas, and a whole completion.
 
-A stream is an async iterator of :class:`TokenDelta` items ending with exactly one
-:class:`Finish`. Closing it early (``aclose()``, or cancelling the task that iterates it)
-must release the upstream call: for HTTP providers the connection is closed, so the
-upstream stops generating and billing.
+A stream is an async iterator of :class:`TokenDelta` / :class:`RichDelta` items ending with
+exactly one :class:`Finish`. Closing it early (``aclose()``, or cancelling the task that
+iterates it) must release the upstream call: for HTTP providers the connection is closed,
+so the upstream stops generating and billing.
+
+Most deltas carry text only: a :class:`TokenDelta` (one tuple, no dict, per token). A delta
+that carries more (tool call fragments, a refusal, reasoning, audio, logprobs) is a
+:class:`RichDelta` with the other fields of OpenAI's ``choices[0].delta`` as they were sent.
 """
 
 from __future__ import annotations
@@ -23,29 +27,53 @@ class TokenDelta(NamedTuple):
     text: str
 
 
+class RichDelta(NamedTuple):
+    """A delta that carries more than text.
+
+    ``fields`` are the other keys of OpenAI's ``choices[0].delta`` exactly as the upstream
+    sent them (``tool_calls`` fragments, ``refusal``, ``reasoning_content``, ``audio``...),
+    never ``role`` or ``content`` (content is ``text``). ``logprobs`` is the choice's
+    ``logprobs`` object as sent, or None.
+    """
+
+    text: str
+    fields: dict[str, Any]
+    logprobs: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class Finish:
-    reason: str
+    reason: str  # the upstream's finish_reason verbatim: stop, length, tool_calls, ...
     usage: Usage
 
 
-UpstreamEvent = TokenDelta | Finish
+UpstreamEvent = TokenDelta | RichDelta | Finish
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    text: str
+    """A whole reply: ``message`` is the assistant message with all its fields (``role``,
+    ``content``, ``tool_calls``?, ``refusal``, ``reasoning_content``?, ...)."""
+
+    message: dict[str, Any]
     finish_reason: str
     usage: Usage
+    logprobs: Any = None
 
-    def body(self, model: str) -> dict[str, Any]:
+    @property
+    def text(self) -> str:
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
+
+    def body(self, model: str, completion_id: str | None = None) -> dict[str, Any]:
         """This completion as an OpenAI ``chat.completion`` object."""
         return completion_body(
-            completion_id=new_completion_id(),
+            completion_id=completion_id or new_completion_id(),
             model=model,
-            text=self.text,
+            message=self.message,
             finish_reason=self.finish_reason,
             usage=self.usage,
+            logprobs=self.logprobs,
         )
 
 
@@ -75,21 +103,25 @@ class ModelProvider(abc.ABC):
         """Deltas as the model produces them, then one :class:`Finish`."""
 
     async def complete(self, request: ChatCompletionRequest) -> Completion:
-        """The whole completion (the default drains :meth:`stream`)."""
-        parts: list[str] = []
+        """The whole completion (the default drains :meth:`stream` into one message)."""
+        from core.providers.assemble import MessageAssembler
+
+        assembler = MessageAssembler()
         finish: Finish | None = None
         stream = self.stream(request)
         try:
             async for event in stream:
                 if isinstance(event, TokenDelta):
-                    parts.append(event.text)
+                    assembler.add_text(event.text)
+                elif isinstance(event, RichDelta):
+                    assembler.add(event.text, event.fields, event.logprobs)
                 else:
                     finish = event
         finally:
             await _aclose(stream)
         if finish is None:  # pragma: no cover - providers always finish
             finish = Finish("stop", Usage(0, 0, 0))
-        return Completion("".join(parts), finish.reason, finish.usage)
+        return Completion(assembler.message(), finish.reason, finish.usage, assembler.logprobs())
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""

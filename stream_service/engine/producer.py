@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.errors import ApiError
-from core.providers import Finish, ModelProvider, TokenDelta
+from core.providers import Finish, ModelProvider, RichDelta, TokenDelta
 from core.schemas.chat import ChatCompletionRequest
 from stream_service.engine import errors
 from stream_service.engine.live import LiveStream
@@ -83,6 +83,9 @@ class Producer:
                         observe_gap(now - timings.last_token)
                     timings.last_token = now
                     timings.tokens += 1
+                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
+                        self._flush_soon(stream)
+                elif isinstance(item, RichDelta):
                     if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
                         self._flush_soon(stream)
                 else:
