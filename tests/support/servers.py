@@ -21,7 +21,9 @@ from devstack.local_aws import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    """Until ``url`` answers below 500. A process starts in 1-3 s on an idle machine; the
+    bound is generous for a loaded one (start-up fails fast anyway: see ProcessServer)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -84,7 +86,14 @@ class ProcessServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_http(self.url + self.health)
+        try:
+            wait_http(self.url + self.health)
+        except TimeoutError:
+            if self.proc.poll() is not None:  # it died: say why
+                raise RuntimeError(
+                    f"{self.module} exited {self.proc.returncode}: see {self.log_path}"
+                ) from None
+            raise
         return self
 
     def signal(self, sig: int) -> None:
