@@ -7,6 +7,14 @@ then one token every ``token_delay`` seconds.
 Prompts that start with a directive steer the script, for demos and tests:
 ``/echo TEXT`` replies TEXT; ``/tokens N`` replies with exactly N tokens;
 ``/fail`` fails with a retryable upstream error after the first token.
+
+It speaks tools and structured output (the plan of :mod:`core.providers.local_tools`):
+``/tool NAME {JSON}`` with ``tools`` calls ``NAME``, streamed as ``tool_calls`` fragments
+paced like tokens; ``tool_choice`` ``required`` or naming a function calls it with
+arguments built from its schema; after ``tool`` results it answers quoting them;
+``response_format`` gets a JSON object or a document valid against its schema. Image,
+audio and file parts are acknowledged in the reply (``[image]``, ``[audio]``, ``[file]``).
+A plain text request never pays for any of it (one check of four fields).
 """
 
 from __future__ import annotations
@@ -16,9 +24,22 @@ import hashlib
 import itertools
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import msgspec
 
 from core.errors import UpstreamError
-from core.providers.base import Finish, ModelProvider, TokenDelta, UpstreamEvent
+from core.providers.base import Finish, ModelProvider, RichDelta, TokenDelta, UpstreamEvent
+from core.providers.local_tools import (
+    Plan,
+    ReplyKind,
+    json_object_text,
+    json_pieces,
+    media_marks,
+    plan_reply,
+    results_text,
+    tool_call_fragments,
+)
 from core.schemas.chat import ChatCompletionRequest, Usage
 
 _CORPUS = (
@@ -92,32 +113,95 @@ def _wanted_tokens(prompt: str, cap: int) -> int:
     return cap + 1 if len(digits) > len(str(cap)) else min(int(digits), cap + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The local model's whole reply to a request: its deltas and its finish reason."""
+
+    deltas: list[TokenDelta | RichDelta]
+    finish_reason: str
+
+
+def script(
+    request: ChatCompletionRequest, max_reply_tokens: int = DEFAULT_MAX_REPLY_TOKENS
+) -> Script:
+    """The deltas the local model answers ``request`` with (a 400 for a bad tool request).
+
+    At most ``min(max_tokens, max_reply_tokens)`` deltas are ever sent ("length" when the
+    script wanted more), whatever the prompt asks for.
+    """
+    limit = request.output_token_limit
+    cap = max_reply_tokens if limit is None else min(limit, max_reply_tokens)
+    plan = _plan(request)
+    if plan is not None and plan.kind is ReplyKind.TOOL_CALLS:
+        fragments = itertools.islice(tool_call_fragments(plan.calls), cap + 1)
+        deltas: list[TokenDelta | RichDelta] = [RichDelta("", {"tool_calls": f}) for f in fragments]
+        reason = "tool_calls"
+    else:
+        tokens, reason = _text_reply(request, plan, cap)
+        deltas = [TokenDelta(token) for token in tokens]
+    if len(deltas) > cap:
+        return Script(deltas[:cap], "length")
+    return Script(deltas, reason)
+
+
 def script_reply(
     request: ChatCompletionRequest, max_reply_tokens: int = DEFAULT_MAX_REPLY_TOKENS
 ) -> tuple[list[str], str]:
-    """The tokens the local model answers ``request`` with, and the finish reason.
+    """The text the local model answers ``request`` with, as tokens, and the finish reason
+    (a reply of tool calls has no text)."""
+    reply = script(request, max_reply_tokens)
+    return [d.text for d in reply.deltas if isinstance(d, TokenDelta)], reply.finish_reason
 
-    At most ``min(max_tokens, max_reply_tokens)`` tokens are ever built ("length" when the
-    script wanted more), whatever the prompt asks for.
-    """
-    prompt = request.messages[-1].text().strip() if request.messages else ""
-    limit = request.output_token_limit
-    cap = max_reply_tokens if limit is None else min(limit, max_reply_tokens)
-    if prompt.startswith("/echo "):
-        tokens = list(itertools.islice(iter_tokens(prompt[len("/echo ") :]), cap + 1))
-    else:
-        wanted = _wanted_tokens(prompt, cap)
-        digest = hashlib.sha256(request.prompt_text().encode()).digest()
-        tokens = []
-        i = 0
-        while len(tokens) < wanted:
-            pick = digest[i % len(digest)] % len(_CORPUS)
-            tokens.extend(_SENTENCE_TOKENS[pick] if tokens else _FIRST_SENTENCE_TOKENS[pick])
-            i += 1
-        tokens = tokens[:wanted]
-    if len(tokens) > cap:
-        return tokens[:cap], "length"
+
+def _plan(request: ChatCompletionRequest) -> Plan | None:
+    """The tool / JSON plan, only for requests that ask for one (plain text skips it)."""
+    last = request.messages[-1] if request.messages else None
+    if (
+        request.tools is None
+        and request.response_format is None
+        and (last is None or last.role != "tool")
+    ):
+        return None
+    return plan_reply(request.to_openai_kwargs())
+
+
+def _text_reply(
+    request: ChatCompletionRequest, plan: Plan | None, cap: int
+) -> tuple[list[str], str]:
+    """The tokens of a text reply (at most ``cap + 1``), and "stop"."""
+    if plan is not None and plan.kind is ReplyKind.TOOL_RESULTS:
+        return list(itertools.islice(iter_tokens(results_text(plan.results)), cap + 1)), "stop"
+    if plan is not None and plan.document is not None:  # json_schema
+        return json_pieces(plan.document)[: cap + 1], "stop"
+    tokens = _acknowledged(request, _own_text(request, cap))
+    if plan is not None:  # json_object: the text, as a JSON object
+        return json_pieces(json_object_text("".join(tokens)))[: cap + 1], "stop"
     return tokens, "stop"
+
+
+def _own_text(request: ChatCompletionRequest, cap: int) -> list[str]:
+    prompt = request.messages[-1].text().strip() if request.messages else ""
+    if prompt.startswith("/echo "):
+        return list(itertools.islice(iter_tokens(prompt[len("/echo ") :]), cap + 1))
+    wanted = _wanted_tokens(prompt, cap)
+    digest = hashlib.sha256(request.prompt_text().encode()).digest()
+    tokens: list[str] = []
+    i = 0
+    while len(tokens) < wanted:
+        pick = digest[i % len(digest)] % len(_CORPUS)
+        tokens.extend(_SENTENCE_TOKENS[pick] if tokens else _FIRST_SENTENCE_TOKENS[pick])
+        i += 1
+    return tokens[:wanted]
+
+
+def _acknowledged(request: ChatCompletionRequest, tokens: list[str]) -> list[str]:
+    """``[image]`` (``[audio]``, ``[file]``) for each such part of the last message, first."""
+    content = request.messages[-1].content if request.messages else None
+    if not isinstance(content, list) or all(part.type == "text" for part in content):
+        return tokens
+    marks = media_marks(msgspec.to_builtins(content))
+    spaced = [marks[0], *(" " + mark for mark in marks[1:])]
+    return [*spaced, *(" " + tokens[0].lstrip(), *tokens[1:])] if tokens else spaced
 
 
 class LocalProvider(ModelProvider):
@@ -139,14 +223,15 @@ class LocalProvider(ModelProvider):
         return list(self._models)
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
-        tokens, reason = script_reply(request, self.max_reply_tokens)
+        reply = script(request, self.max_reply_tokens)
         fail = request.messages[-1].text().strip().startswith("/fail")
         await asyncio.sleep(self.ttft_s)
-        for index, token in enumerate(tokens):
+        for index, delta in enumerate(reply.deltas):
             if index:
                 await asyncio.sleep(self.token_delay_s)
-            yield TokenDelta(token)
+            yield delta
             if fail:
                 raise UpstreamError("The local model failed on purpose (/fail).", retryable=True)
         prompt_tokens = await count_tokens_yielding(request.prompt_text())
-        yield Finish(reason, Usage(prompt_tokens, len(tokens), prompt_tokens + len(tokens)))
+        sent = len(reply.deltas)
+        yield Finish(reply.finish_reason, Usage(prompt_tokens, sent, prompt_tokens + sent))

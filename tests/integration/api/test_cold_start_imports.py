@@ -23,7 +23,7 @@ from core.settings import DEV_SECRET_DEFAULT
 
 HEAVY = ("openai", "httpx2", "functions.batch.service", "boto3",
          "aws_lambda_powertools.utilities.idempotency", "litestar.plugins.pydantic",
-         "pydantic.v1")
+         "pydantic.v1", "jsonschema")
 loaded = lambda: [m for m in HEAVY if m in sys.modules]
 seen = {"import": loaded()}
 token = DevTokens(DEV_SECRET_DEFAULT, 60).mint("alice")
