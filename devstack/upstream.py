@@ -13,6 +13,16 @@ requests for that model answer with those HTTP statuses, in order (an OpenAI-sha
 429s carry ``Retry-After: 0``), after which it answers normally. The model must be listed in
 ``models``. ``stats.injected_failures`` counts them. ``break_after=N`` drops the connection
 of every stream after its Nth token, without ending the body (a crashed upstream).
+
+It behaves as OpenAI does where a proxy could lose something (see
+:mod:`devstack.upstream_replies`): it refuses, with OpenAI's 400, the conversations OpenAI
+refuses (an assistant message with neither content nor tool calls, a ``tool`` message
+without ``tool_call_id``...), returns tool calls only when it was sent ``tools`` (streamed as
+OpenAI streams them: a first fragment with ``id`` and ``name``, then ``arguments`` alone),
+honours ``response_format`` and ``logprobs`` / ``top_logprobs``, and sends a ``refusal`` or
+``reasoning_content`` when the prompt asks (``/refuse TEXT``, ``/reason TEXT``). Every
+request body is kept as received (``received_bodies``, decoded in ``received``; the last
+``record`` of them) so a test can assert what reached it.
 """
 
 from __future__ import annotations
@@ -20,10 +30,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import InvalidRequest
+from core.providers.assemble import MessageAssembler
 from devstack.dispatch import Receive, Scope, Send
+from devstack.upstream_replies import Reply, check_request, logprobs_of, reply_deltas
 
 
 @dataclass
@@ -48,6 +62,7 @@ class ScriptedUpstream:
         stamp: bool = False,
         failures: dict[str, list[int]] | None = None,
         break_after: int | None = None,
+        record: int = 1000,
     ) -> None:
         self.break_after = break_after
         self.ttft_s = ttft_s
@@ -57,6 +72,9 @@ class ScriptedUpstream:
         self.stamp = stamp
         self.stats = UpstreamStats()
         self.last_request: dict[str, Any] | None = None
+        # the bodies received, as they came (bytes) and decoded, oldest first
+        self.received_bodies: deque[bytes] = deque(maxlen=record)
+        self.received: deque[dict[str, Any]] = deque(maxlen=record)
         self.failures = {model: list(codes) for model, codes in (failures or {}).items()}
 
     def token(self, index: int) -> str:
@@ -97,6 +115,8 @@ class ScriptedUpstream:
         self.stats.requests += 1
         request = json.loads(body)
         self.last_request = request
+        self.received_bodies.append(body)
+        self.received.append(request)
         if request.get("model") not in self.models:
             await _json(
                 send,
@@ -115,15 +135,20 @@ class ScriptedUpstream:
             return
         tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 0)
         tokens = tokens or self.default_tokens
+        try:
+            check_request(request)
+            reply = reply_deltas(request, tokens, self.token, self.expected_text(tokens))
+        except InvalidRequest as exc:
+            await _json(send, 400, exc.body())
+            return
         if request.get("stream"):
-            await self._stream(request, tokens, receive, send)
+            await self._stream(request, reply, receive, send)
         else:
             await asyncio.sleep(self.ttft_s)
-            text = self.expected_text(tokens)
-            await _json(send, 200, _completion(request["model"], text, tokens))
+            await _json(send, 200, _completion(request, reply))
 
     async def _stream(
-        self, request: dict[str, Any], tokens: int, receive: Receive, send: Send
+        self, request: dict[str, Any], reply: Reply, receive: Receive, send: Send
     ) -> None:
         self.stats.streams_started += 1
         self.stats.active += 1
@@ -137,7 +162,7 @@ class ScriptedUpstream:
                 ],
             }
         )
-        emitter = asyncio.create_task(self._emit(request["model"], tokens, send))
+        emitter = asyncio.create_task(self._emit(request, reply, send))
         watcher = asyncio.create_task(_wait_disconnect(receive))
         try:
             done, _ = await asyncio.wait({emitter, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -152,7 +177,7 @@ class ScriptedUpstream:
                 task.cancel()
             self.stats.active -= 1
 
-    async def _emit(self, model: str, tokens: int, send: Send) -> None:
+    async def _emit(self, request: dict[str, Any], reply: Reply, send: Send) -> None:
         created = int(time.time())
 
         async def chunk(payload: dict[str, Any]) -> None:
@@ -163,24 +188,41 @@ class ScriptedUpstream:
             "id": "chatcmpl-upstream",
             "object": "chat.completion.chunk",
             "created": created,
-            "model": model,
+            "model": request["model"],
         }
+        top = _top_logprobs(request)
         await asyncio.sleep(self.ttft_s)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for index in range(tokens):
+        sent = 0
+        for index, delta in enumerate(reply.deltas):
+            sent = index + 1
             if index == self.break_after:
                 raise ConnectionAbortedError("injected: the upstream dropped the stream")
             if index:  # fixed cadence, not drifting with send time
                 await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
-            delta = {"content": self.token(index)}
             if index == 0:
-                delta["role"] = "assistant"
-            await chunk({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        await chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        usage = {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}
+                delta = {"role": "assistant", **_first(delta)}
+            logprobs = logprobs_of(delta, top) if top is not None else None
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}
+            await chunk({**base, "choices": [choice]})
+        final = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": reply.finish_reason}
+        await chunk({**base, "choices": [final]})
+        usage = {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1}
         await chunk({**base, "choices": [], "usage": usage})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _first(delta: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's first delta of a reply without text says so (``content: null``)."""
+    return delta if "content" in delta else {"content": None, **delta}
+
+
+def _top_logprobs(request: dict[str, Any]) -> int | None:
+    """``top_logprobs`` when the request asked for ``logprobs``, else None."""
+    if not request.get("logprobs"):
+        return None
+    return int(request.get("top_logprobs") or 0)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -211,14 +253,31 @@ async def _json(
     await send({"type": "http.response.body", "body": body})
 
 
-def _completion(model: str, text: str, tokens: int) -> dict[str, Any]:
+def _completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The ``chat.completion`` of a whole reply: the message its deltas make."""
+    assembler = MessageAssembler()
+    top = _top_logprobs(request)
+    sent = 0
+    for delta in reply.deltas:
+        sent += 1
+        fields = {k: v for k, v in delta.items() if k != "content"}
+        logprobs = logprobs_of(delta, top) if top is not None else None
+        assembler.add(delta.get("content") or "", fields, logprobs)
+    message = assembler.message()
+    if message.get("refusal") and not message.get("content"):
+        message["content"] = None  # OpenAI's refusal carries no content
     return {
         "id": "chatcmpl-upstream",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model,
+        "model": request["model"],
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": assembler.logprobs(),
+                "finish_reason": reply.finish_reason,
+            }
         ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1},
+        "usage": {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1},
     }
