@@ -2,7 +2,8 @@
 
 SIGTERM drains the node before uvicorn stops: new streams are refused (503), connected
 clients are told to reconnect (an SSE ``retry:`` hint, then the connection closes), and
-running producers finish and flush, all within ``DRAIN_S``.
+running producers finish and flush, all within ``DRAIN_S``. ``WORKERS`` > 1 runs that many
+such nodes behind the one port (:mod:`stream_service.workers`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import gc
 import logging
 import math
+import os
 import signal
 import socket
 import sys
@@ -26,6 +28,7 @@ from stream_service.app import create_app
 from stream_service.config import get_stream_settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
+from stream_service.workers import Supervisor, reuseport_socket, worker_node_id
 
 log = logging.getLogger("rtai.stream")
 
@@ -86,6 +89,29 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     try:  # fail closed: no start with a configuration that accepts forged tokens
         require_safe_exposure(get_settings(), args.host)
+        workers = get_stream_settings().workers
+    except (InsecureConfiguration, ValidationError) as exc:
+        sys.exit(f"stream_service: refusing to start: {exc}")
+    if workers == 1:
+        serve(args)
+        return
+    base_id = get_stream_settings().node_id
+
+    def serve_worker(index: int) -> None:
+        # Each worker is a node of its own: its id and metrics port, settings read anew.
+        os.environ["NODE_ID"] = worker_node_id(base_id, index)
+        metrics_port = get_stream_settings().metrics_port
+        if metrics_port:
+            os.environ["METRICS_PORT"] = str(metrics_port + index)
+        get_stream_settings.cache_clear()
+        serve(args, reuse_port=True)
+
+    sys.exit(Supervisor(workers, serve_worker).run())
+
+
+def serve(args: argparse.Namespace, reuse_port: bool = False) -> None:
+    """One node on ``args.host:args.port`` (``reuse_port``: one worker of several there)."""
+    try:
         app = create_app()
     except (InsecureConfiguration, ValidationError) as exc:
         sys.exit(f"stream_service: refusing to start: {exc}")
@@ -107,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     serve_metrics_port(app.state.engine, args.host)
     tune_gc()
-    DrainingServer(config, app.state.engine).run()
+    # A worker binds once its app is built: the kernel hands connections to a bound socket
+    # at once, and they would wait there for the app.
+    sockets = [reuseport_socket(args.host, args.port)] if reuse_port else None
+    DrainingServer(config, app.state.engine).run(sockets=sockets)
 
 
 def serve_metrics_port(engine: StreamEngine, host: str) -> None:
