@@ -60,6 +60,12 @@ class RoomSettings(BaseSettings):
     room_reply_ttl_s: int = Field(default=3600, gt=0)
     # Longest user id accepted by POST /rooms/{id}/members.
     room_max_user_chars: int = Field(default=256, ge=1, le=1024)
+    # Rooms one user created that are alive at once (a room counts until it expires);
+    # beyond: 409 `too_many_rooms` on POST /rooms.
+    room_max_rooms_per_user: int = Field(default=100, ge=1, le=10_000)
+    # Rooms one connection is in at once (each is a bus channel of its node); beyond:
+    # `error` `too_many_joined_rooms` on `join`.
+    room_max_joined_per_socket: int = Field(default=16, ge=1, le=1000)
 
     @field_validator("bus_url")
     @classmethod

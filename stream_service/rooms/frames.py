@@ -31,7 +31,13 @@ class TypingState(msgspec.Struct, frozen=True):
     active: bool
 
 
+class _Author(msgspec.Struct):
+    user: str
+    role: str
+
+
 heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+_author_decoder = msgspec.json.Decoder(_Author)
 typing_decoder = msgspec.json.Decoder(TypingState)
 
 
@@ -90,6 +96,15 @@ def bus_heartbeat(node: str, users: list[str]) -> bytes:
 
 def bus_sync(node: str) -> bytes:
     return b"S" + node.encode()
+
+
+def message_author(frame: bytes) -> str | None:
+    """The user who wrote the ``message`` frame (None: the assistant's, or unreadable)."""
+    try:
+        author = _author_decoder.decode(frame)
+    except msgspec.DecodeError:
+        return None
+    return author.user if author.role == "user" else None
 
 
 def split2(data: bytes) -> tuple[str, bytes]:

@@ -36,7 +36,10 @@ from stream_service.store.rooms_base import (
     RoomMessage,
     RoomNotFound,
     RoomStore,
+    TooManyJoined,
+    clamp,
     message_seq,
+    now_ms,
 )
 
 log = logging.getLogger("rtai.rooms")
@@ -221,6 +224,7 @@ class RoomService:
         room = await self.store.get(room_id)
         if room is None or not room.has_member(member.user):
             raise RoomNotFound(room_id)
+        self._check_joined(member, room_id)
         local = await self._hold(room_id)
         while self._rooms.get(room_id) is not local:  # released while we waited for it
             local = await self._hold(room_id)
@@ -244,6 +248,15 @@ class RoomService:
         self._flush_join(local, member, snapshot)
         self.metrics.connections.set(self._connection_count())
         return snapshot
+
+    def _check_joined(self, member: Member, room_id: str) -> None:
+        """TooManyJoined if ``member`` is in ROOM_MAX_JOINED_PER_SOCKET other rooms."""
+        limit = self.config.room_max_joined_per_socket
+        local = self._rooms.get(room_id)
+        if local is not None and local.presence.has(member):
+            return  # joining again: re-sends `joined`
+        if sum(1 for r in self._rooms.values() if r.presence.has(member)) >= limit:
+            raise TooManyJoined(limit)
 
     async def leave(self, member: Member, room_id: str) -> bool:
         """Take ``member`` out of the room; False if it was not in it."""
@@ -289,6 +302,16 @@ class RoomService:
     async def conversation(self, room_id: str) -> list[RoomMessage]:
         return await self.store.messages(room_id)
 
+    async def conversation_with(self, user: str, room_id: str, content: str) -> list[RoomMessage]:
+        """The conversation as it will be once ``user``'s message is added (within the
+        bounds), without adding it: what a reply to that message reads. RoomNotFound /
+        MessageTooLarge as :meth:`post_message` would raise them."""
+        await self.require_member(room_id, user)
+        self.store.check_size(content)
+        stored = await self.store.messages(room_id)
+        return clamp([*stored, RoomMessage("", 0, user, "user", content, now_ms())],
+                     self.store.limits)  # fmt: skip
+
     async def set_typing(self, user: str, room_id: str, active: bool) -> None:
         """A member's typing state; ``active: true`` lapses after TYPING_TTL_S by itself."""
         await self.require_member(room_id, user)
@@ -332,6 +355,9 @@ class RoomService:
             self._deliver(local, frame, "E", stream_id, seq)
         elif kind == b"M":
             message_id, frame = frames.split2(body)
+            author = frames.message_author(frame)
+            if author is not None:  # a message ends its author's typing, on every node
+                self._typing_done(local, author)
             self._deliver_message(local, message_id, frame)
         elif kind == b"T":
             state = frames.typing_decoder.decode(body)
@@ -390,6 +416,11 @@ class RoomService:
     def _apply_typing(self, local: _LocalRoom, user: str, active: bool) -> None:
         if local.typing.set(user, active, self._now()):
             self._deliver(local, frames.typing_frame(local.id, user, active), "T", user,
+                          skip_user=user)  # fmt: skip
+
+    def _typing_done(self, local: _LocalRoom, user: str) -> None:
+        if local.typing.clear(user):
+            self._deliver(local, frames.typing_frame(local.id, user, False), "T", user,
                           skip_user=user)  # fmt: skip
 
     def _changed(self, local: _LocalRoom) -> None:
@@ -534,9 +565,8 @@ class RoomService:
         message = await self.store.append(room_id, user, role, content)
         self.metrics.messages.inc()
         local = self._rooms.get(room_id)
-        if local is not None and role == "user" and local.typing.clear(user):
-            self._deliver(local, frames.typing_frame(room_id, user, False), "T", user,
-                          skip_user=user)  # fmt: skip
+        if local is not None and role == "user":
+            self._typing_done(local, user)  # here at once (the bus may be down)
         await self.bus.publish(
             frames.channel(room_id),
             frames.bus_message(message.id, frames.message_frame(room_id, message)),

@@ -30,6 +30,7 @@ def room_limits(config: RoomSettings) -> RoomLimits:
         max_message_bytes=config.room_max_message_bytes,
         ttl_s=config.room_ttl_s,
         reply_ttl_s=config.room_reply_ttl_s,
+        max_rooms_per_user=config.room_max_rooms_per_user,
     )
 
 

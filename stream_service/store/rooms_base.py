@@ -5,7 +5,8 @@ Semantics every backend keeps:
 - A room lives ``ttl_s`` after its last message (created: ``ttl_s`` after creation); then
   it is gone for everyone (DynamoDB TTL), as if it never existed.
 - Only a member adds members; to anyone else the room does not exist (:class:`RoomNotFound`).
-  At most ``max_members`` members (:class:`RoomFull`).
+  At most ``max_members`` members (:class:`RoomFull`). One user has at most
+  ``max_rooms_per_user`` rooms they created alive at once (:class:`TooManyRooms`).
 - The conversation is bounded: at most ``max_messages`` messages and ``max_bytes`` bytes of
   content; beyond either bound the OLDEST messages are dropped (the window a model sees
   moves on). A single message over ``max_message_bytes`` is refused (:class:`MessageTooLarge`).
@@ -74,6 +75,31 @@ class MessageTooLarge(RoomError):
     code = "message_too_large"
 
 
+class TooManyRooms(RoomError):
+    """The user created ``max_rooms_per_user`` rooms that are still alive."""
+
+    code = "too_many_rooms"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} rooms, the most one user may create; a room counts until it "
+            "expires (ROOM_TTL_S after its last message)."
+        )
+        self.limit = limit
+
+
+class TooManyJoined(RoomError):
+    """One connection is in ``ROOM_MAX_JOINED_PER_SOCKET`` rooms already."""
+
+    code = "too_many_joined_rooms"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This connection is in {limit} rooms, the most it may join; leave one first."
+        )
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class RoomLimits:
     max_members: int = 50
@@ -82,6 +108,7 @@ class RoomLimits:
     max_message_bytes: int = 32 * 1024
     ttl_s: int = 7 * 24 * 3600
     reply_ttl_s: int = 3600
+    max_rooms_per_user: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +174,8 @@ class RoomStore(abc.ABC):
         return size
 
     @abc.abstractmethod
-    async def create(self, room_id: str, creator: str) -> Room: ...
+    async def create(self, room_id: str, creator: str) -> Room:
+        """A new room, ``creator`` its first member; raises TooManyRooms."""
 
     @abc.abstractmethod
     async def get(self, room_id: str) -> Room | None: ...

@@ -7,6 +7,8 @@ Items
 - ``R#<id> / m#<seq, 10 digits>``: one message: user, role, content, size, cum (bytes
   appended up to and including it), expires_at.
 - ``R#<id> / r#<stream id>``: a running assistant reply: user, started_ms, expires_at.
+- ``RU#<user> / rooms``: the ids of the rooms the user created (string set), for
+  ``max_rooms_per_user``; it lapses ``ttl_s`` after their last create.
 
 Bounds: an append allocates its seq and byte offset atomically on ``meta``; when the
 offsets say the conversation is over a bound, the oldest message items are deleted
@@ -37,6 +39,7 @@ from stream_service.store.rooms_base import (
     RoomNotFound,
     RoomStore,
     RunningReply,
+    TooManyRooms,
     clamp,
     message_id,
     now_ms,
@@ -54,6 +57,10 @@ def _pk(room_id: str) -> dict[str, str]:
 
 def _meta_key(room_id: str) -> dict[str, Any]:
     return {"pk": _pk(room_id), "sk": {"S": "meta"}}
+
+
+def _creator_key(user: str) -> dict[str, Any]:
+    return {"pk": {"S": f"RU#{user}"}, "sk": {"S": "rooms"}}
 
 
 def _msg_sk(seq: int) -> str:
@@ -99,6 +106,7 @@ class DynamoRoomStore(RoomStore):
 
     # --- rooms -------------------------------------------------------------------------
     async def create(self, room_id: str, creator: str) -> Room:
+        await self._claim(creator, room_id)
         created = now_ms()
         item = {
             **_meta_key(room_id),
@@ -111,10 +119,78 @@ class DynamoRoomStore(RoomStore):
             "floor_cum": {"N": "0"},
             "expires_at": {"N": str(self.expires_at())},
         }
-        await self._run(
-            self._client.put_item, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
+        try:
+            await self._run(
+                self._client.put_item, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except BaseException:
+            # given back; if even that fails, the next prune finds no such room
+            await asyncio.shield(self._unclaim(creator, [room_id]))
+            raise
         return Room(room_id, creator, frozenset({creator}), created)
+
+    # --- rooms per creator (``RU#<user> / rooms``: the ids of the rooms they created) ------
+    async def _claim(self, creator: str, room_id: str) -> None:
+        """Count the new room against its creator's limit; TooManyRooms at it (rooms that
+        are gone stop counting: they are pruned when the limit is reached)."""
+        for attempt in range(2):
+            try:
+                await self._run(
+                    self._client.update_item,
+                    Key=_creator_key(creator),
+                    UpdateExpression="ADD rooms :r SET expires_at = :exp",
+                    ConditionExpression="attribute_not_exists(rooms) OR size(rooms) < :max",
+                    ExpressionAttributeValues={
+                        ":r": {"SS": [room_id]},
+                        ":exp": {"N": str(self.expires_at())},
+                        ":max": {"N": str(self.limits.max_rooms_per_user)},
+                    },
+                )
+                return
+            except ClientError as exc:
+                if not conditional_failed(exc):
+                    raise
+            if attempt or not await self._prune(creator):
+                break
+        raise TooManyRooms(self.limits.max_rooms_per_user)
+
+    async def _prune(self, creator: str) -> bool:
+        """Forget the creator's rooms that are gone (expired, or never written); True if
+        any was."""
+        out = await self._run(self._client.get_item, Key=_creator_key(creator), ConsistentRead=True)
+        ids = sorted(out.get("Item", {}).get("rooms", {}).get("SS", []))
+        alive: set[str] = set()
+        now = time.time()
+        for start in range(0, len(ids), 100):  # BatchGetItem's most keys per call
+            keys = [_meta_key(rid) for rid in ids[start : start + 100]]
+            while keys:
+                got = await self._batch_get(keys)
+                for item in got.get("Responses", {}).get(self._table, []):
+                    if int(item["expires_at"]["N"]) > now:
+                        alive.add(item["pk"]["S"][2:])
+                keys = got.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+        gone = [rid for rid in ids if rid not in alive]
+        if gone:
+            await self._unclaim(creator, gone)
+        return bool(gone)
+
+    async def _batch_get(self, keys: list[dict[str, Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        request: dict[str, Any] = {
+            self._table: {"Keys": keys, "ProjectionExpression": "pk, expires_at",
+                          "ConsistentRead": True}
+        }  # fmt: skip
+        return await loop.run_in_executor(
+            self._pool, lambda: self._client.batch_get_item(RequestItems=request)
+        )
+
+    async def _unclaim(self, creator: str, room_ids: list[str]) -> None:
+        await self._run(
+            self._client.update_item,
+            Key=_creator_key(creator),
+            UpdateExpression="DELETE rooms :r",
+            ExpressionAttributeValues={":r": {"SS": room_ids}},
+        )
 
     async def get(self, room_id: str) -> Room | None:
         out = await self._run(self._client.get_item, Key=_meta_key(room_id), ConsistentRead=True)

@@ -14,6 +14,7 @@ from stream_service.store.rooms_base import (
     RoomNotFound,
     RoomStore,
     RunningReply,
+    TooManyRooms,
     clamp,
     message_id,
     now_ms,
@@ -33,6 +34,7 @@ class MemoryRoomStore(RoomStore):
     def __init__(self, limits: RoomLimits) -> None:
         super().__init__(limits)
         self._rooms: dict[str, _Room] = {}
+        self._created: dict[str, set[str]] = {}  # user -> the rooms they created
 
     def _live(self, room_id: str) -> _Room | None:
         entry = self._rooms.get(room_id)
@@ -46,6 +48,11 @@ class MemoryRoomStore(RoomStore):
     async def create(self, room_id: str, creator: str) -> Room:
         if self._live(room_id) is not None:
             raise ValueError(f"room {room_id} exists")
+        created = self._created.setdefault(creator, set())
+        created.intersection_update([rid for rid in created if self._live(rid) is not None])
+        if len(created) >= self.limits.max_rooms_per_user:
+            raise TooManyRooms(self.limits.max_rooms_per_user)
+        created.add(room_id)
         room = Room(room_id, creator, frozenset({creator}), now_ms())
         self._rooms[room_id] = _Room(room, time.time() + self.limits.ttl_s)
         return room

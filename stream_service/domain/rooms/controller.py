@@ -2,7 +2,8 @@
 
 Errors are OpenAI-shaped: 400 ``invalid_request`` for a bad body, 404 ``room_not_found``
 for a room that does not exist or whose member the caller is not (the two look the same),
-409 ``room_full`` at ``ROOM_MAX_MEMBERS``.
+409 ``room_full`` at ``ROOM_MAX_MEMBERS``, 409 ``too_many_rooms`` at
+``ROOM_MAX_ROOMS_PER_USER``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from litestar.params import FromPath
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.http.auth import AuthPrincipal
 from stream_service.rooms.service import RoomService
-from stream_service.store.rooms_base import RoomFull, RoomNotFound
+from stream_service.store.rooms_base import RoomFull, RoomNotFound, TooManyRooms
 
 # a handler parameter named ``rooms`` annotated ``Rooms`` gets the node's room service
 Rooms: TypeAlias = NamedDependency[RoomService]
@@ -39,7 +40,10 @@ class RoomsController(Controller):
 
     @post(status_code=201)
     async def create(self, principal: AuthPrincipal, rooms: Rooms) -> dict[str, Any]:
-        room = await rooms.create_room(principal.sub)
+        try:
+            room = await rooms.create_room(principal.sub)
+        except TooManyRooms as exc:
+            raise Conflict(str(exc), code=exc.code) from None
         return {"id": room.id, "members": sorted(room.members)}
 
     @post("/{room_id:str}/members", status_code=200)

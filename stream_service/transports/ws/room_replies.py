@@ -12,6 +12,7 @@ becomes the assistant's message of the room.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -52,11 +53,17 @@ class RoomReplies:
         return True
 
     async def start(self, user: str, room_id: str, content: str, model: str | None) -> str:
-        """Add the member's message, then start the assistant's reply to the whole
-        conversation; the reply's stream id. Room errors and 429s raise."""
-        await self.rooms.post_message(user, room_id, content)
-        messages = as_chat_messages(await self.rooms.conversation(room_id))
-        request = ChatCompletionRequest(model=model or self.default_model, messages=messages)
+        """Start the assistant's reply to the whole conversation with the member's message,
+        then add that message; the reply's stream id.
+
+        Whatever can refuse the request (membership, the message's size, an unknown model,
+        a draining node, the member's per-user limit) refuses it before the message is
+        stored: a refused ``chat.send`` adds nothing and sends nothing to the room, so the
+        client's retry is its only copy. Room errors and 429s raise."""
+        conversation = await self.rooms.conversation_with(user, room_id, content)
+        request = ChatCompletionRequest(
+            model=model or self.default_model, messages=as_chat_messages(conversation)
+        )
         queue: asyncio.Queue[Event] = asyncio.Queue()
         stream = await self.engine.create(
             room_owner(room_id),
@@ -65,7 +72,15 @@ class RoomReplies:
             slot_user=user,
             observer=queue.put_nowait,
         )
-        await self.rooms.reply_started(room_id, stream.id, user)
+        try:
+            # stored and published before any event of the reply: members see the message
+            # first (the publisher starts below)
+            await self.rooms.post_message(user, room_id, content)
+            await self.rooms.reply_started(room_id, stream.id, user)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.engine.cancel(room_owner(room_id), stream.id)
+            raise
         task = asyncio.create_task(self._publish(room_id, stream.id, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

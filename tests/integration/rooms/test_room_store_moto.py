@@ -26,6 +26,7 @@ from tests.unit.rooms.test_room_store import (  # the same contract, over HTTP
     test_created_room_has_its_creator_as_only_member,
     test_messages_to_a_missing_room_are_refused,
     test_only_members_add_members_and_the_room_has_a_size_limit,
+    test_rooms_per_creator_are_limited_until_one_expires,
     test_running_replies_are_listed_until_removed,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "test_created_room_has_its_creator_as_only_member",
     "test_messages_to_a_missing_room_are_refused",
     "test_only_members_add_members_and_the_room_has_a_size_limit",
+    "test_rooms_per_creator_are_limited_until_one_expires",
     "test_running_replies_are_listed_until_removed",
 ]
 

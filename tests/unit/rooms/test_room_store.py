@@ -20,6 +20,7 @@ from stream_service.store.rooms_base import (
     RoomLimits,
     RoomNotFound,
     RoomStore,
+    TooManyRooms,
 )
 from stream_service.store.rooms_dynamodb import DynamoRoomStore
 from stream_service.store.rooms_memory import MemoryRoomStore
@@ -160,3 +161,19 @@ async def test_a_room_expires_after_its_ttl(make_store: MakeStore) -> None:
         await store.add_member(room_id, "alice", "bob")
     with pytest.raises(RoomNotFound):
         await store.append(room_id, "alice", "user", "late")
+
+
+async def test_rooms_per_creator_are_limited_until_one_expires(make_store: MakeStore) -> None:
+    store = make_store(RoomLimits(ttl_s=2, max_rooms_per_user=2))  # alive >= 1 s
+    alice = f"alice-{uuid.uuid4().hex[:6]}"
+    await store.create(rid(), alice)
+    await store.create(rid(), alice)
+    with pytest.raises(TooManyRooms) as refused:
+        await store.create(rid(), alice)
+    assert refused.value.code == "too_many_rooms"
+    await store.create(rid(), "bob")  # per user
+    await asyncio.sleep(2.1)  # alice's rooms expire: they stop counting
+    await store.create(rid(), alice)
+    await store.create(rid(), alice)
+    with pytest.raises(TooManyRooms):
+        await store.create(rid(), alice)
