@@ -28,6 +28,7 @@ from stream_service.domain.rooms import (
     room_lifespan,
 )
 from stream_service.domain.streams.controller import StreamsController
+from stream_service.domain.ui_chat import UiChatController, build_ui_chat
 from stream_service.domain.ws.controller import ws_chat, ws_ticket
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime import realtime_routes
@@ -85,6 +86,7 @@ def create_app(
     engine.shared_access = replies.may_read  # members read, resume, cancel room replies
     rooms.set_reply_status(engine.running_position)
     ws_hub = WsHub()
+    ui_chat = build_ui_chat(engine, settings, config)  # the AI SDK's useChat (SPEC 10)
     # SIGTERM: rooms stop announcing this node's members (no left/joined flicker for those
     # who reconnect elsewhere), then every socket is asked to reconnect (1012).
     engine.on_drain(rooms.drain)
@@ -99,6 +101,7 @@ def create_app(
         finally:
             await replies.stop()
             await engine.stop()
+            await ui_chat.close()
 
     url_tokens = UrlTokens(settings.url_token_key, settings.url_token_ttl_s)
     verifier = build_verifier(settings)
@@ -112,6 +115,7 @@ def create_app(
         "ws_tickets": UrlTokens(settings.url_token_key, ws_config.ticket_ttl_s),
         "room_replies": replies,
         "ws_hub": ws_hub,
+        "ui_chat": ui_chat,
     }
     return Litestar(
         route_handlers=[
@@ -119,6 +123,7 @@ def create_app(
             metrics,
             StreamsController,
             StreamChatController,
+            UiChatController,
             RoomsController,
             ws_ticket,
             ws_chat,

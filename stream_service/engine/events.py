@@ -38,6 +38,7 @@ class Event(msgspec.Struct, gc=False):
     f0: bytes | None = None  # frame caches, one per format slot (see Format.slot)
     f1: bytes | None = None
     f2: bytes | None = None
+    f3: bytes | None = None
 
     @classmethod
     def make(cls, seq: int, kind: EventKind | str, payload: Any) -> Event:
@@ -73,7 +74,7 @@ class StreamInfo:
 
 
 class Format(abc.ABC):
-    """A wire format of events. ``slot`` (0, 1 or 2) picks the frame cache on events:
+    """A wire format of events. ``slot`` (0 to 3) picks the frame cache on events:
     formats that render the same event differently use different slots."""
 
     slot: int = 0
@@ -92,9 +93,13 @@ class Format(abc.ABC):
             if event.f1 is None:
                 event.f1 = self.render(event)
             return event.f1
-        if event.f2 is None:
-            event.f2 = self.render(event)
-        return event.f2
+        if slot == 2:
+            if event.f2 is None:
+                event.f2 = self.render(event)
+            return event.f2
+        if event.f3 is None:
+            event.f3 = self.render(event)
+        return event.f3
 
     def frames(self, events: list[Event]) -> bytes:
         if len(events) == 1:
