@@ -13,9 +13,10 @@ from typing import Any
 
 import msgspec
 
+from core import json_input
 from core.errors import ApiError, InvalidRequest, NotFound
 from core.ids import IdFormat, shown
-from core.schemas.chat import ChatCompletionRequest, parse_chat_request
+from core.schemas.chat import ChatCompletionRequest, parse_chat_object
 from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine.engine import Opened, StreamEngine
@@ -48,7 +49,7 @@ def chat_request(raw: dict[str, Any], settings: Settings) -> ChatCompletionReque
     body = {k: v for k, v in raw.items() if k not in _UI_FIELDS and k != "stream"}
     body["messages"] = to_chat_messages(raw.get("messages"))
     body["stream"] = True
-    return parse_chat_request(msgspec.json.encode(body), settings)
+    return parse_chat_object(body, settings)
 
 
 def response_message_id(messages: list[Any]) -> str:
@@ -89,8 +90,10 @@ class UiChat:
         """Admit and start the reply (errors raise before anything is sent), bind it to the
         chat (in the background: nothing waits for the store before the first token)."""
         try:
-            raw = msgspec.json.decode(body) if body.strip() else None
+            raw = json_input.decode(body) if body.strip() else None
         except msgspec.DecodeError as exc:
+            if isinstance(exc, InvalidRequest):  # nested too deeply: its own 400
+                raise
             raise InvalidRequest(
                 f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
             ) from exc
