@@ -30,6 +30,7 @@ log = logging.getLogger("rtai.stream.ui_chat")
 
 # What useChat's generateId makes (16 alphanumerics), UUIDs, and app ids of that alphabet.
 CHAT_ID = IdFormat("chat", re.compile(r"[A-Za-z0-9_:@+=~-][A-Za-z0-9_.:@+=~-]{0,127}"), "id")
+MAX_MESSAGE_ID_CHARS = 256
 # The transport's own fields: the rest of the body is the chat request (model, tools...).
 _UI_FIELDS = ("id", "messages", "trigger", "messageId")
 
@@ -57,6 +58,11 @@ def response_message_id(messages: list[Any]) -> str:
     after a client-side tool result) keeps its id, as the SDK's own server does."""
     last = messages[-1]
     if last.get("role") == "assistant" and isinstance(last.get("id"), str) and last["id"]:
+        if len(last["id"]) > MAX_MESSAGE_ID_CHARS:  # it goes into the chat's record
+            raise InvalidRequest(
+                f"A message id has at most {MAX_MESSAGE_ID_CHARS} characters.",
+                param=f"messages[{len(messages) - 1}].id",
+            )
         return str(last["id"])
     return f"msg_{uuid.uuid4().hex}"
 
