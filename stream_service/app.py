@@ -85,6 +85,7 @@ def create_app(
     replies = RoomReplies(engine, rooms, room_model.strip())
     engine.shared_access = replies.may_read  # members read, resume, cancel room replies
     rooms.set_reply_status(engine.running_position)
+    rooms.fit_frames(ws_config.send_buffer_bytes)  # a `joined` never overflows a socket
     ws_hub = WsHub()
     ui_chat = build_ui_chat(engine, settings, config)  # the AI SDK's useChat (SPEC 10)
     # SIGTERM: rooms stop announcing this node's members (no left/joined flicker for those

@@ -54,6 +54,12 @@ class RoomSettings(BaseSettings):
     room_max_bytes: int = Field(default=512 * 1024, ge=1024)
     # One message's content (UTF-8 bytes); larger ones are refused (`message_too_large`).
     room_max_message_bytes: int = Field(default=32 * 1024, ge=16, le=350_000)
+    # An assistant reply longer than one message is stored as several (rooms/reply_parts.py);
+    # beyond this many bytes (and ROOM_MAX_BYTES) it is kept truncated, with a marker.
+    room_max_reply_bytes: int = Field(default=128 * 1024, ge=64)
+    # A `joined` frame on the wire (JSON-escaped bytes): the newest messages that fit, the
+    # older ones left out (`"truncated": true`). At most half of WS_SEND_BUFFER_BYTES.
+    room_joined_max_bytes: int = Field(default=512 * 1024, ge=4096)
     # A room and its conversation are kept this long after its last message (DynamoDB TTL).
     room_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     # A running reply is listed in `joined` at most this long (a lost producer's entry lapses).

@@ -2,7 +2,8 @@
 
 Several people share one conversation, so each user message says who wrote it: the
 content is prefixed with the author (``alice: ...``), which every model reads, and the
-OpenAI ``name`` field carries the author too where it fits that field's pattern.
+OpenAI ``name`` field carries the author too where it fits that field's pattern. A reply
+stored in parts (:mod:`.reply_parts`) is one assistant message again.
 """
 
 from __future__ import annotations
@@ -26,11 +27,18 @@ def as_chat_messages(messages: list[RoomMessage], system: str | None = None) -> 
     out: list[ChatMessage] = []
     if system:
         out.append(ChatMessage(role="system", content=system))
+    reply: str | None = None  # the stream of the assistant message just added
     for m in messages:
         if m.role == "assistant":
-            out.append(ChatMessage(role="assistant", content=m.content))
+            if m.stream_id is not None and m.stream_id == reply and m.part > 1:
+                # the next part of a reply stored in parts: one message to the model
+                out[-1] = ChatMessage(role="assistant", content=f"{out[-1].text()}{m.content}")
+            else:
+                out.append(ChatMessage(role="assistant", content=m.content))
+            reply = m.stream_id
         else:
             out.append(
                 ChatMessage(role="user", content=f"{m.user}: {m.content}", name=author_name(m.user))
             )
+            reply = None
     return out

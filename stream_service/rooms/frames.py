@@ -47,17 +47,33 @@ def channel(room_id: str) -> str:
 
 # --- client frames (SPEC section 6) ----------------------------------------------------
 def joined_frame(
-    room: str, members: list[str], messages: list[RoomMessage], streams: list[tuple[str, int]]
-) -> bytes:
-    return _encode(
-        {
-            "type": "joined",
-            "room": room,
-            "members": members,
-            "messages": [m.public() for m in messages],
-            "streams": [{"stream_id": sid, "last_seq": seq} for sid, seq in streams],
-        }
-    )
+    room: str,
+    members: list[str],
+    messages: list[RoomMessage],
+    streams: list[tuple[str, int]],
+    max_bytes: int | None = None,
+) -> tuple[bytes, int]:
+    """The ``joined`` frame and how many of ``messages`` (the newest) it holds: at most
+    ``max_bytes`` on the wire (JSON-escaped: a control character costs 6 bytes), the oldest
+    messages left out beyond it (then ``"truncated": true``)."""
+    head = _encode({"type": "joined", "room": room, "members": members})[:-1]
+    tail = b',"streams":' + _encode([{"stream_id": sid, "last_seq": seq} for sid, seq in streams])
+    encoded = [_encode(m.public()) for m in messages]
+    budget = None if max_bytes is None else max_bytes - len(head) - len(tail) - _JOINED_EXTRA
+    kept = len(encoded)
+    if budget is not None:
+        used, kept = 0, 0
+        for item in reversed(encoded):
+            used += len(item) + 1
+            if used > budget:
+                break
+            kept += 1
+    body = b",".join(encoded[len(encoded) - kept :])
+    truncated = b',"truncated":true' if kept < len(encoded) else b""
+    return head + b',"messages":[' + body + b"]" + tail + truncated + b"}", kept
+
+
+_JOINED_EXTRA = len(b',"messages":[]') + len(b',"truncated":true}')
 
 
 def message_frame(room: str, message: RoomMessage) -> bytes:

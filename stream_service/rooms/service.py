@@ -29,6 +29,7 @@ from stream_service.rooms.config import RoomSettings
 from stream_service.rooms.ledger import MessageLedger
 from stream_service.rooms.members import Member
 from stream_service.rooms.presence import RoomPresence
+from stream_service.rooms.reply_parts import reply_parts
 from stream_service.rooms.typing import RoomTyping
 from stream_service.store.rooms_base import (
     Role,
@@ -62,11 +63,23 @@ class JoinSnapshot:
 
     room: str
     members: list[str]
-    messages: list[RoomMessage]
+    messages: list[RoomMessage]  # the newest of the conversation that fit the frame
     streams: list[tuple[str, int]]  # (stream_id, last_seq) of replies still running
+    frame: bytes
+    omitted: int = 0  # older stored messages left out of the frame (ROOM_JOINED_MAX_BYTES)
 
-    def frame(self) -> bytes:
-        return frames.joined_frame(self.room, self.members, self.messages, self.streams)
+    @classmethod
+    def build(
+        cls,
+        room: str,
+        members: list[str],
+        messages: list[RoomMessage],
+        streams: list[tuple[str, int]],
+        max_bytes: int,
+    ) -> JoinSnapshot:
+        frame, kept = frames.joined_frame(room, members, messages, streams, max_bytes)
+        held = messages[len(messages) - kept :]
+        return cls(room, members, held, streams, frame, len(messages) - kept)
 
 
 @dataclass(slots=True)
@@ -131,6 +144,7 @@ class RoomService:
         self.metrics = RoomMetrics(registry or bus.metrics.registry)
         self._reply_status = reply_status
         self._on_overflow = on_overflow
+        self.joined_max_bytes = config.room_joined_max_bytes
         self._rooms: dict[str, _LocalRoom] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -146,6 +160,11 @@ class RoomService:
 
     def set_overflow_hook(self, fn: OverflowHook) -> None:
         self._on_overflow = fn
+
+    def fit_frames(self, send_buffer_bytes: int) -> None:
+        """A member's send buffer holds this much: ``joined`` stays within half of it (the
+        rest for what is already queued), so joining never overflows it."""
+        self.joined_max_bytes = min(self.config.room_joined_max_bytes, send_buffer_bytes // 2)
 
     async def start(self) -> None:
         """Start the bus and this node's presence heartbeat and expiry timers."""
@@ -244,7 +263,8 @@ class RoomService:
             await self._drop_member(local, member)
             raise
         self._ledger_join(local, member, messages)
-        snapshot = JoinSnapshot(room_id, local.presence.snapshot(), messages, streams)
+        snapshot = JoinSnapshot.build(room_id, local.presence.snapshot(), messages, streams,
+                                      self.joined_max_bytes)  # fmt: skip
         self._flush_join(local, member, snapshot)
         self.metrics.connections.set(self._connection_count())
         return snapshot
@@ -334,14 +354,20 @@ class RoomService:
 
     async def reply_finished(
         self, room_id: str, stream_id: str, content: str | None
-    ) -> RoomMessage | None:
+    ) -> list[RoomMessage]:
         """The reply ended: its text becomes the assistant's message of the room (sent to
-        every member as ``message``) and it leaves the running list."""
-        message = None
+        every member as ``message``; a long one as several, see :mod:`.reply_parts`) and
+        it leaves the running list."""
+        messages: list[RoomMessage] = []
         if content:
-            message = await self._add_message(room_id, ASSISTANT, "assistant", content)
+            limits = self.store.limits
+            longest = min(self.config.room_max_reply_bytes, limits.max_bytes)
+            parts = reply_parts(content, limits.max_message_bytes, longest)
+            messages = await self._add_messages(
+                room_id, ASSISTANT, "assistant", parts, stream_id=stream_id
+            )
         await self.store.remove_reply(room_id, stream_id)
-        return message
+        return messages
 
     # --- bus handling ----------------------------------------------------------------------
     async def _on_bus(self, channel: str, data: bytes) -> None:
@@ -463,7 +489,7 @@ class RoomService:
 
     def _flush_join(self, local: _LocalRoom, member: Member, snapshot: JoinSnapshot) -> None:
         pending = local.joining.pop(member, None)
-        self._send(member, snapshot.frame())
+        self._send(member, snapshot.frame)
         have_ids = {m.id for m in snapshot.messages}
         have_seq = dict(snapshot.streams)
         for kind, key, seq, frame in pending.frames if pending else ():
@@ -562,16 +588,27 @@ class RoomService:
 
     # --- helpers ---------------------------------------------------------------------------
     async def _add_message(self, room_id: str, user: str, role: Role, content: str) -> RoomMessage:
-        message = await self.store.append(room_id, user, role, content)
-        self.metrics.messages.inc()
+        return (await self._add_messages(room_id, user, role, [content]))[0]
+
+    async def _add_messages(
+        self,
+        room_id: str,
+        user: str,
+        role: Role,
+        contents: list[str],
+        stream_id: str | None = None,
+    ) -> list[RoomMessage]:
+        messages = await self.store.append_all(room_id, user, role, contents, stream_id)
+        self.metrics.messages.inc(len(messages))
         local = self._rooms.get(room_id)
         if local is not None and role == "user":
             self._typing_done(local, user)  # here at once (the bus may be down)
-        await self.bus.publish(
-            frames.channel(room_id),
-            frames.bus_message(message.id, frames.message_frame(room_id, message)),
-        )
-        return message
+        for message in messages:
+            await self.bus.publish(
+                frames.channel(room_id),
+                frames.bus_message(message.id, frames.message_frame(room_id, message)),
+            )
+        return messages
 
     async def _running_streams(self, room_id: str, stream_ids: list[str]) -> list[tuple[str, int]]:
         if self._reply_status is None:

@@ -130,10 +130,23 @@ class RoomMessage:
     role: Role
     content: str
     at_ms: int
+    # an assistant reply's message: its stream, and which part of it (a reply longer than
+    # ``max_message_bytes`` is stored as several messages, in order)
+    stream_id: str | None = None
+    part: int = 1
+    parts: int = 1
 
-    def public(self) -> dict[str, str]:
-        """The message as SPEC section 6 lists it in ``joined``."""
-        return {"id": self.id, "user": self.user, "role": self.role, "content": self.content}
+    def public(self) -> dict[str, str | int]:
+        """The message as SPEC section 6 lists it in ``joined`` (a reply's also carries its
+        ``stream_id``, and ``part`` / ``parts`` when it was split)."""
+        out: dict[str, str | int] = {
+            "id": self.id, "user": self.user, "role": self.role, "content": self.content
+        }  # fmt: skip
+        if self.stream_id is not None:
+            out["stream_id"] = self.stream_id
+            if self.parts > 1:
+                out["part"], out["parts"] = self.part, self.parts
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +197,22 @@ class RoomStore(abc.ABC):
     async def add_member(self, room_id: str, actor: str, user: str) -> Room:
         """``actor`` (a member) adds ``user``; raises RoomNotFound / RoomFull."""
 
-    @abc.abstractmethod
     async def append(self, room_id: str, user: str, role: Role, content: str) -> RoomMessage:
         """Store one message (trimming the oldest beyond the bounds); raises RoomNotFound /
         MessageTooLarge. Membership is the caller's check."""
+        return (await self.append_all(room_id, user, role, [content]))[0]
+
+    @abc.abstractmethod
+    async def append_all(
+        self,
+        room_id: str,
+        user: str,
+        role: Role,
+        contents: list[str],
+        stream_id: str | None = None,
+    ) -> list[RoomMessage]:
+        """Store messages of one author with consecutive seqs (nothing else between
+        them): the parts of one reply of ``stream_id`` when it is given. As :meth:`append`."""
 
     @abc.abstractmethod
     async def messages(self, room_id: str) -> list[RoomMessage]:

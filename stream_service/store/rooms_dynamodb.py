@@ -5,7 +5,8 @@ Items
   appended), total (content bytes ever appended), floor_seq / floor_cum (the oldest kept
   message's seq and the bytes before it, a hint for trimming), expires_at.
 - ``R#<id> / m#<seq, 10 digits>``: one message: user, role, content, size, cum (bytes
-  appended up to and including it), expires_at.
+  appended up to and including it), expires_at; an assistant reply's also stream_id, part,
+  parts (a long reply is several messages of consecutive seqs).
 - ``R#<id> / r#<stream id>``: a running assistant reply: user, started_ms, expires_at.
 - ``RU#<user> / rooms``: the ids of the rooms the user created (string set), for
   ``max_rooms_per_user``; it lapses ``ttl_s`` after their last create.
@@ -85,6 +86,9 @@ def _message(item: dict[str, Any]) -> RoomMessage:
         role=cast(Role, item["role"]["S"]),
         content=item["content"]["S"],
         at_ms=int(item["at"]["N"]),
+        stream_id=item["stream_id"]["S"] if "stream_id" in item else None,
+        part=int(item["part"]["N"]) if "part" in item else 1,
+        parts=int(item["parts"]["N"]) if "parts" in item else 1,
     )
 
 
@@ -228,19 +232,26 @@ class DynamoRoomStore(RoomStore):
         return _room(room_id, out["Attributes"])
 
     # --- conversation ------------------------------------------------------------------
-    async def append(self, room_id: str, user: str, role: Role, content: str) -> RoomMessage:
-        size = self.check_size(content)
+    async def append_all(
+        self,
+        room_id: str,
+        user: str,
+        role: Role,
+        contents: list[str],
+        stream_id: str | None = None,
+    ) -> list[RoomMessage]:
+        sizes = [self.check_size(content) for content in contents]
         expires = self.expires_at()
         try:
             out = await self._run(
                 self._client.update_item,
                 Key=_meta_key(room_id),
-                UpdateExpression="SET next_seq = next_seq + :one, #t = #t + :n, expires_at = :exp",
+                UpdateExpression="SET next_seq = next_seq + :k, #t = #t + :n, expires_at = :exp",
                 ConditionExpression="attribute_exists(pk) AND expires_at > :now",
                 ExpressionAttributeNames={"#t": "total"},
                 ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":n": {"N": str(size)},
+                    ":k": {"N": str(len(contents))},
+                    ":n": {"N": str(sum(sizes))},
                     ":exp": {"N": str(expires)},
                     ":now": {"N": str(int(time.time()))},
                 },
@@ -251,11 +262,13 @@ class DynamoRoomStore(RoomStore):
                 raise RoomNotFound(room_id) from None
             raise
         attrs = out["Attributes"]
-        seq, cum = int(attrs["next_seq"]["N"]), int(attrs["total"]["N"])
+        last_seq, total = int(attrs["next_seq"]["N"]), int(attrs["total"]["N"])
+        seq, cum = last_seq - len(contents), total - sum(sizes)
         at = now_ms()
-        await self._run(
-            self._client.put_item,
-            Item={
+        messages = []
+        for part, (content, size) in enumerate(zip(contents, sizes, strict=True), 1):
+            seq, cum = seq + 1, cum + size
+            item = {
                 "pk": _pk(room_id),
                 "sk": {"S": _msg_sk(seq)},
                 "user": {"S": user},
@@ -265,15 +278,21 @@ class DynamoRoomStore(RoomStore):
                 "cum": {"N": str(cum)},
                 "at": {"N": str(at)},
                 "expires_at": {"N": str(expires)},
-            },
-        )
+            }
+            if stream_id is not None:
+                item["stream_id"] = {"S": stream_id}
+                item["part"] = {"N": str(part)}
+                item["parts"] = {"N": str(len(contents))}
+            await self._run(self._client.put_item, Item=item)
+            messages.append(RoomMessage(message_id(seq), seq, user, role, content, at,
+                                        stream_id, part, len(contents)))  # fmt: skip
         floor_seq, floor_cum = int(attrs["floor_seq"]["N"]), int(attrs["floor_cum"]["N"])
         if (
-            seq - floor_seq + 1 > self.limits.max_messages
-            or cum - floor_cum > self.limits.max_bytes
+            last_seq - floor_seq + 1 > self.limits.max_messages
+            or total - floor_cum > self.limits.max_bytes
         ):
-            await self._trim(room_id, seq, cum)
-        return RoomMessage(message_id(seq), seq, user, role, content, at)
+            await self._trim(room_id, last_seq, total)
+        return messages
 
     async def _trim(self, room_id: str, last_seq: int, total: int) -> None:
         """Delete the oldest messages until the newest ones (through ``last_seq``) fit."""

@@ -71,18 +71,29 @@ class MemoryRoomStore(RoomStore):
         entry.room = Room(room_id, entry.room.created_by, members | {user}, entry.room.created_ms)
         return entry.room
 
-    async def append(self, room_id: str, user: str, role: Role, content: str) -> RoomMessage:
-        self.check_size(content)
+    async def append_all(
+        self,
+        room_id: str,
+        user: str,
+        role: Role,
+        contents: list[str],
+        stream_id: str | None = None,
+    ) -> list[RoomMessage]:
+        for content in contents:
+            self.check_size(content)
         entry = self._live(room_id)
         if entry is None:
             raise RoomNotFound(room_id)
-        entry.next_seq += 1
-        message = RoomMessage(message_id(entry.next_seq), entry.next_seq, user, role, content,
-                              now_ms())  # fmt: skip
-        entry.messages.append(message)
+        out = []
+        for part, content in enumerate(contents, 1):
+            entry.next_seq += 1
+            seq = entry.next_seq
+            out.append(RoomMessage(message_id(seq), seq, user, role, content, now_ms(),
+                                   stream_id, part, len(contents)))  # fmt: skip
+        entry.messages.extend(out)
         entry.messages = clamp(entry.messages, self.limits)
         entry.expires_at = time.time() + self.limits.ttl_s
-        return message
+        return out
 
     async def messages(self, room_id: str) -> list[RoomMessage]:
         entry = self._live(room_id)

@@ -45,7 +45,7 @@ class FillTarget(Protocol):
 class _Fill:
     stream_id: str
     targets: dict[FillTarget, int] = field(default_factory=dict)  # -> last seq it has
-    position: int = -1  # the last seq the reader has handed out (-1: not reading yet)
+    position: int = -1  # where the reader is (-1: not started; it starts at the lowest)
     restart: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -119,7 +119,7 @@ class ReplyFills:
     async def _read(self, fill: _Fill) -> None:
         stream_id = fill.stream_id
         after = min(fill.targets.values())
-        fill.position = -1
+        fill.position = after  # a socket subscribing behind it from now on restarts it
         opened = await self.engine.open(
             await self._owner(stream_id),
             stream_id,
@@ -128,7 +128,6 @@ class ReplyFills:
             wait_s=self.record_wait_s,
         )
         try:
-            fill.position = after
             async for item in opened.items:
                 if item.__class__ is list:
                     events: list[Event] = item

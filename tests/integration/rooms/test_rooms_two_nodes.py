@@ -80,8 +80,7 @@ async def test_presence_messages_and_replies_cross_nodes(node: Node) -> None:
     await bob.wait({"type": "delta", "seq": 50})
     assert [f["seq"] for f in bob.of("delta")] == list(range(1, 51))
     assert [f["seq"] for f in alice.of("delta")] == list(range(1, 51))
-    done = await a.reply_finished(room_id, "s1", "t1 t2 ...")
-    assert done is not None
+    (done,) = await a.reply_finished(room_id, "s1", "t1 t2 ...")
     await bob.wait({"type": "message", "id": done.id, "role": "assistant"})
 
     # bob leaves: alice is told right away (not after a heartbeat lapses)

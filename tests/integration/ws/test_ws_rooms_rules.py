@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from core.auth.dev import DevTokens
+from core.providers.local import script_reply
+from core.schemas.chat import ChatCompletionRequest
+from stream_service.rooms.conversation import as_chat_messages
+from stream_service.store.rooms_base import RoomMessage
 from tests.integration.ws.conftest import (
+    MODEL,
     Nodes,
     WsClient,
     bearer,
@@ -23,6 +28,7 @@ from tests.integration.ws.conftest import (
     open_ws,
     post,
     start_nodes,
+    text_of,
 )
 from tests.integration.ws.test_ws_rooms import join, make_room, names
 from tests.support.servers import ProcessServer
@@ -170,4 +176,50 @@ async def test_rooms_per_socket_are_limited(
     await other.send({"type": "join", "room": rooms[1]})
     await other.expect({"type": "joined", "room": rooms[1]})
     for ws in (erin, other):
+        await ws.close()
+
+
+async def test_a_reply_longer_than_a_message_is_kept_whole_in_parts(
+    cluster: tuple[ProcessServer, ProcessServer], tokens: DevTokens
+) -> None:
+    """ROOM_MAX_MESSAGE_BYTES is 100 here and a reply ~280 bytes: it becomes consecutive
+    messages (part 1..n of its stream) that give back the streamed text, in `joined` for a
+    newcomer, and the next reply reads it whole (the local model's text is a function of
+    the conversation it was sent)."""
+    a, b = cluster
+    alice_name, bob_name = names("alice", "bob")
+    room_id = await make_room(a, tokens, alice_name, bob_name)
+    alice = await join(a, tokens, alice_name, room_id)
+    bob = await join(b, tokens, bob_name, room_id)
+    await alice.send({"type": "chat.send", "room": room_id, "ref": "q", "content": "tell me"})
+    stream_id = (await alice.expect({"type": "stream.created", "ref": "q"}))["stream_id"]
+    text = text_of(await bob.stream(stream_id))
+    assert len(text.encode()) > 2 * MAX_MESSAGE_BYTES
+
+    def reply_parts(frames: list[dict[str, Any]], sid: str) -> list[dict[str, Any]]:
+        return [f for f in frames if f.get("role") == "assistant" and f.get("stream_id") == sid]
+
+    for ws in (alice, bob):
+        last = await ws.expect(lambda f, ws=ws: f["type"] == "message"
+                               and f.get("stream_id") == stream_id
+                               and f.get("part") == f.get("parts"), within=10)  # fmt: skip
+        parts = reply_parts(ws.frames, stream_id)
+        assert [p["part"] for p in parts] == list(range(1, last["parts"] + 1)), ws.name
+        assert "".join(p["content"] for p in parts) == text, ws.name
+        assert all(len(p["content"].encode()) <= MAX_MESSAGE_BYTES for p in parts)
+    stored = await history(b, tokens, bob_name, room_id)
+    assert "".join(p["content"] for p in reply_parts(stored, stream_id)) == text
+
+    # the next reply reads the whole conversation: the long reply as one assistant message
+    await bob.send({"type": "chat.send", "room": room_id, "ref": "n", "content": "and then?"})
+    next_id = (await bob.expect({"type": "stream.created", "ref": "n"}))["stream_id"]
+    next_text = text_of(await alice.stream(next_id))
+    conversation = [
+        RoomMessage("m1", 1, alice_name, "user", "tell me", 0),
+        RoomMessage("m2", 2, "assistant", "assistant", text, 0, stream_id),
+        RoomMessage("m3", 3, bob_name, "user", "and then?", 0),
+    ]
+    request = ChatCompletionRequest(model=MODEL, messages=as_chat_messages(conversation))
+    assert next_text == "".join(script_reply(request)[0])
+    for ws in (alice, bob):
         await ws.close()

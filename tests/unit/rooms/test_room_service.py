@@ -151,12 +151,11 @@ async def test_room_replies_go_live_to_every_member_and_end_as_a_message(
     bob = Conn("bob")
     snap = await rooms.join(bob, room_id)
     assert snap.streams == [("s1", 2)]  # only replies still running, with their last seq
-    message = await rooms.reply_finished(room_id, "s1", "Hi there")
-    assert message is not None
+    (message,) = await rooms.reply_finished(room_id, "s1", "Hi there")
     for conn in (alice, bob):
         assert conn.of("message")[-1] == {"type": "message", "room": room_id, "id": message.id,
                                           "user": "assistant", "role": "assistant",
-                                          "content": "Hi there"}  # fmt: skip
+                                          "content": "Hi there", "stream_id": "s1"}  # fmt: skip
     running.clear()
     later = Conn("bob")
     snap = await rooms.join(later, room_id)

@@ -47,6 +47,8 @@ export class RoomSession {
     this.myPending = []; // my messages shown before the server's `message`: [{content, node}]
     this.replies = new Map(); // stream id -> {reply, progress, running, messageId}
     this.replyOrder = []; // reply entries, in the order their bubbles were added
+    this.storedReplies = new Map(); // stream id -> the bubble of a stored reply (not live here)
+    this.replyParts = new Map(); // stream id -> the parts of a reply stored in parts
     this.typingSentAt = 0;
     this.typingActive = false;
     clearTimeout(this.typingIdleTimer);
@@ -199,15 +201,22 @@ export class RoomSession {
     if (f.id != null && this.seenMessages.has(f.id)) return;
     if (f.id != null) this.seenMessages.add(f.id);
     if (f.role === "assistant") {
+      const text = this._storedReplyText(f);
       const entry = this._replyForMessage(f);
       if (entry) {
         entry.messageId = f.id;
-        if (!entry.running) entry.reply.setText(f.content, { now: true }); // the stored text
+        if (!entry.running) entry.reply.setText(text, { now: true }); // the stored text
+        return;
+      }
+      const shown = f.stream_id ? this.storedReplies.get(f.stream_id) : null;
+      if (shown) {
+        shown.setText(text, { now: true }); // the next part of a reply shown already
         return;
       }
       const reply = this.view.addAssistant({ author: ASSISTANT });
-      reply.setText(f.content || "", { now: true });
+      reply.setText(text, { now: true });
       reply.end({});
+      if (f.stream_id) this.storedReplies.set(f.stream_id, reply);
       return;
     }
     if (f.user === this.me()) {
@@ -219,6 +228,16 @@ export class RoomSession {
       }
     }
     this.view.addUser(f.content || "", { author: f.user, mine: f.user === this.me() });
+  }
+
+  /** The text of a stored reply: a long one comes as several messages (`part` of `parts`
+   * of one `stream_id`), shown as one bubble with the parts seen so far. */
+  _storedReplyText(f) {
+    if (!(f.parts > 1) || !f.stream_id) return f.content || "";
+    const parts = this.replyParts.get(f.stream_id) || [];
+    parts[f.part - 1] = f.content || "";
+    this.replyParts.set(f.stream_id, parts);
+    return parts.join(""); // a part not seen (yet) joins as ""
   }
 
   /** The live bubble a stored assistant message is (by stream id if given, else its text). */
