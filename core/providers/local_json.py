@@ -72,7 +72,8 @@ def document_for(schema: Any, *, param: str, strict: bool = False, label: str = 
     if problem is not None:
         raise InvalidRequest(
             f"The local model cannot build a JSON document for '{param}': "
-            f"its schema needs {problem.message} (at {_where(problem.absolute_schema_path)}).",
+            f"the document it built breaks the schema at {_where(problem.absolute_schema_path)} "
+            f"({problem.message}).",
             param=param,
             code="invalid_value",
         )
@@ -311,9 +312,15 @@ def _number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
             if strict and not integer:
                 high = min(high, bound - 1e-6)
     value: float = 1 if low <= 1 <= high else (low if low > -math.inf else high)
+    if integer:
+        value = math.ceil(value)
     step = schema.get("multipleOf")
     if isinstance(step, int | float) and not isinstance(step, bool) and step > 0:
-        value = math.ceil(value / step) * step
-    if integer or float(value).is_integer():
-        return math.ceil(value) if integer else int(value)
-    return value
+        # the multiple nearest the preferred value that the bounds allow
+        candidates = [math.ceil(value / step) * step, math.floor(value / step) * step]
+        if low > -math.inf:
+            candidates.append(math.ceil(low / step) * step)
+        if high < math.inf:
+            candidates.append(math.floor(high / step) * step)
+        value = next((c for c in candidates if low <= c <= high), candidates[0])
+    return int(value) if float(value).is_integer() else value
