@@ -166,6 +166,8 @@ def _functions(tools: Any) -> dict[str, dict[str, Any]]:
         raise InvalidRequest("'tools' must be an array.", param="tools", code="invalid_type")
     functions: dict[str, dict[str, Any]] = {}
     for index, tool in enumerate(tools):
+        if isinstance(tool, Mapping) and tool.get("type", "function") != "function":
+            continue  # a custom or built-in tool: the scripted models never call those
         function = tool.get("function") if isinstance(tool, Mapping) else None
         if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
             raise InvalidRequest(
@@ -180,6 +182,16 @@ def _functions(tools: Any) -> dict[str, dict[str, Any]]:
 def _forced(choice: Any, functions: Mapping[str, Any]) -> str | None:
     if choice == "required":
         return next(iter(functions))
+    if isinstance(choice, Mapping) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        if not isinstance(allowed, Mapping) or allowed.get("mode") != "required":
+            return None
+        names = [
+            tool["function"].get("name")
+            for tool in allowed.get("tools") or []
+            if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping)
+        ]
+        return next((name for name in names if name in functions), None)
     if isinstance(choice, Mapping):
         function = choice.get("function")
         name = function.get("name") if isinstance(function, Mapping) else None

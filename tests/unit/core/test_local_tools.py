@@ -343,3 +343,28 @@ def test_assembled_fragments_equal_the_call() -> None:
         assembler.add(delta.text, delta.fields)
     [call] = assembler.message()["tool_calls"]
     assert json.loads(call["function"]["arguments"]) == {"city": "São Paulo", "days": 3}
+
+
+async def test_allowed_tools_required_calls_the_first_allowed_function() -> None:
+    choice = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+        },
+    }
+    completion = await _complete(_request("hi", tools=[WEATHER, CLOCK], tool_choice=choice))
+    assert [c["function"]["name"] for c in completion.message["tool_calls"]] == ["get_time"]
+    choice["allowed_tools"]["mode"] = "auto"  # type: ignore[index]
+    completion = await _complete(_request("hi", tools=[WEATHER, CLOCK], tool_choice=choice))
+    assert "tool_calls" not in completion.message
+
+
+async def test_custom_tools_are_never_called_and_never_break_a_request() -> None:
+    custom = {"type": "custom", "custom": {"name": "grammar_tool"}}
+    completion = await _complete(_request("/echo plain", tools=[custom, WEATHER]))
+    assert completion.text == "plain"
+    completion = await _complete(
+        _request('/tool get_weather {"city": "Rome"}', tools=[custom, WEATHER])
+    )
+    assert completion.message["tool_calls"][0]["function"]["name"] == "get_weather"
