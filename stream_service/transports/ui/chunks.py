@@ -39,6 +39,10 @@ FINISH_REASONS = {
 }
 
 _json = msgspec.json.Encoder()
+# A text-only ``delta`` payload, as the engine encodes it: ``{"text":"..."}`` (a payload
+# with more than text puts its other fields first, so it never starts this way).
+_TEXT_ONLY = b'{"text":'
+_EMPTY_TEXT = b'{"text":""}'
 
 
 class _Function(msgspec.Struct, gc=False):
@@ -127,6 +131,7 @@ class UiMessageChunks(SseFormat):
         self._text: str | None = None  # id of the open text part
         self._reasoning: str | None = None  # id of the open reasoning part
         self._calls: dict[int, _Call] = {}  # tool calls of this step, by index, in order
+        self._delta_head = b""  # the open text part's text-delta chunk, up to its delta
 
     def render(self, event: Event) -> bytes:
         return self.frame(event)
@@ -139,6 +144,16 @@ class UiMessageChunks(SseFormat):
             raise ValueError(f"event {seq} is behind this reader ({self._folded})")
         if seq != self._folded + 1:
             raise ValueError(f"a UI message stream is read from its start (got {seq})")
+        if self._text is not None and event.kind == "delta":
+            data = event.data
+            if data.startswith(_TEXT_ONLY):  # the per-token path: more text of the open part
+                self._folded = seq
+                frame = event.f3
+                if frame is None:  # the payload's JSON string is the chunk's delta as it is
+                    frame = b"" if data == _EMPTY_TEXT else self._delta_head + data[8:-1] + b"}\n\n"
+                    event.f3 = frame
+                self._last = frame
+                return frame
         cached = event.f3
         out = _Out(render=cached is None)
         self._fold(event, out)
@@ -195,12 +210,11 @@ class UiMessageChunks(SseFormat):
             self._complete_calls(out)
             if self._text is None:
                 self._text = f"t{event.seq}"
-                out.add({"type": "text-start", "id": self._text})
-            if out.render:
-                out.parts.append(
-                    b'data: {"type":"text-delta","id":"%s","delta":%s}\n\n'
-                    % (self._text.encode(), _json.encode(text))
+                self._delta_head = b'data: {"type":"text-delta","id":"%s","delta":' % (
+                    self._text.encode()
                 )
+                out.add({"type": "text-start", "id": self._text})
+            out.raw(self._delta_head + _json.encode(text) + b"}\n\n")
         if delta.tool_calls:
             self._end_text(out)
             self._end_reasoning(out)

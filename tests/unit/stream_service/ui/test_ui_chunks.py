@@ -15,7 +15,17 @@ STREAM = "0" * 32
 
 
 def events(*items: tuple[str, Any]) -> list[Event]:
-    return [Event.make(seq, kind, payload) for seq, (kind, payload) in enumerate(items, 1)]
+    return [
+        Event.make(seq, kind, as_encoded(payload)) for seq, (kind, payload) in enumerate(items, 1)
+    ]
+
+
+def as_encoded(payload: Any) -> Any:
+    """A delta's fields in the engine's order: anything beside text first, ``text`` last
+    (only a text-only payload starts with ``{"text":``)."""
+    if isinstance(payload, dict) and "text" in payload and len(payload) > 1:
+        return {**{k: v for k, v in payload.items() if k != "text"}, "text": payload["text"]}
+    return payload
 
 
 def chunks(frames: bytes) -> list[dict[str, Any]]:
@@ -214,3 +224,12 @@ def test_a_frame_asked_again_is_the_same_and_out_of_order_is_refused() -> None:
     assert fmt.frame(stream[1]) == second  # a direct write that did not go out, retried
     with pytest.raises(ValueError):
         UiMessageChunks(STREAM, "m1").frame(stream[1])  # a UI stream is read from its start
+
+
+def test_text_that_needs_escaping_arrives_exactly() -> None:
+    tricky = ['say "hi"', "\\n", "line\nbreak", "caf\u00e9 \U0001f600", "</script>", ""]
+    stream = events(("status", {}), *[("delta", {"text": t}) for t in ["start", *tricky]], DONE)
+    got = chunks(render(stream))
+    deltas = [c["delta"] for c in got if c["type"] == "text-delta"]
+    assert deltas == ["start", *tricky[:-1]]  # an empty delta adds no chunk
+    assert "".join(deltas) == "start" + "".join(tricky)
