@@ -113,7 +113,7 @@ def realtime_routes(
         finally:
             await sessions.close_all()
             if local_parts:
-                local_parts[2].close()
+                await local_parts[2].aclose()
 
     return RealtimeRoutes([realtime_socket], lifespan, sessions, metrics)
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from core.schemas.realtime import RealtimeParamError, check_session
 from stream_service.realtime.protocol import ProtocolError
 
 PCM_FORMAT = {"type": "audio/pcm", "rate": 24000}
@@ -34,33 +35,49 @@ def default_session(session_id: str, model: str, max_session_s: float) -> dict[s
         "tracing": None,
         "prompt": None,
         "include": None,
+        "truncation": "auto",
         "expires_at": int(time.time() + max_session_s),
         "audio": {
             "input": {
                 "format": dict(PCM_FORMAT),
                 "transcription": None,
                 "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                    "idle_timeout_ms": None,
-                    "create_response": True,
-                    "interrupt_response": True,
-                },
+                "turn_detection": _turn_defaults("server_vad"),
             },
             "output": {"format": dict(PCM_FORMAT), "voice": "alloy", "speed": 1.0},
         },
     }
 
 
-def merge_session(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``current`` with ``update`` applied (objects merged, anything else replaced), checked.
+def _turn_defaults(kind: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {
+            "type": "semantic_vad",
+            "eagerness": "auto",
+            "create_response": True,
+            "interrupt_response": True,
+        }
+    return {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "idle_timeout_ms": None,
+        "create_response": True,
+        "interrupt_response": True,
+    }
 
-    Raises :class:`ProtocolError` (``invalid_value`` / ``invalid_type``) naming the field."""
-    if "id" in update or "object" in update or "expires_at" in update:
-        update = {k: v for k, v in update.items() if k not in ("id", "object", "expires_at")}
+
+def merge_session(current: dict[str, Any], update: Any) -> dict[str, Any]:
+    """``current`` with ``update`` (a ``session.update``'s ``session``) applied: checked as
+    OpenAI checks it first (:func:`core.schemas.realtime.check_session`), then against
+    what the local stand-in can do. Objects merge; a ``turn_detection`` object replaces
+    the one before (from its type's defaults). Raises :class:`ProtocolError` naming the
+    field, and then nothing has changed."""
+    try:
+        check_session(update)
+    except RealtimeParamError as exc:
+        raise ProtocolError(exc.message, exc.code, param=exc.param) from exc
     merged = _merge(copy.deepcopy(current), update)
     _check(merged)
     return merged
@@ -68,14 +85,10 @@ def merge_session(current: dict[str, Any], update: dict[str, Any]) -> dict[str, 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            # turn_detection switching type starts from that type's defaults
-            if key == "turn_detection" and value.get("type", base[key].get("type")) != base[
-                key
-            ].get("type"):
-                base[key] = dict(value)
-            else:
-                base[key] = _merge(base[key], value)
+        if key == "turn_detection" and isinstance(value, dict):
+            base[key] = {**_turn_defaults(value["type"]), **value}
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
         else:
             base[key] = copy.deepcopy(value)
     return base
@@ -86,77 +99,20 @@ def _fail(param: str, message: str, code: str = "invalid_value") -> ProtocolErro
 
 
 def _check(s: dict[str, Any]) -> None:
-    if s.get("type") != "realtime":
-        raise _fail("type", "Only 'realtime' sessions are served here.")
-    modalities = s.get("output_modalities")
-    if modalities not in (["audio"], ["text"]):
-        raise _fail("output_modalities", "output_modalities must be ['audio'] or ['text'].")
-    if not isinstance(s.get("instructions"), str):
-        raise _fail("instructions", "instructions must be a string.", "invalid_type")
-    tokens = s.get("max_output_tokens")
-    if tokens != "inf" and not (isinstance(tokens, int) and 1 <= tokens <= 4096):
-        raise _fail("max_output_tokens", "max_output_tokens must be 1-4096 or 'inf'.")
-    audio = s.get("audio")
-    if not isinstance(audio, dict):
-        raise _fail("audio", "audio must be an object.", "invalid_type")
+    """What the stand-in cannot do (the shape was checked before the merge)."""
     for side in ("input", "output"):
-        part = audio.get(side)
-        if not isinstance(part, dict):
-            raise _fail(f"audio.{side}", f"audio.{side} must be an object.", "invalid_type")
-        fmt = part.get("format")
-        if not isinstance(fmt, dict) or fmt.get("type", "audio/pcm") != "audio/pcm":
+        fmt = s["audio"][side]["format"]
+        if fmt.get("type", "audio/pcm") != "audio/pcm":
             raise _fail(
-                f"audio.{side}.format", "Only audio/pcm (PCM16, 24 kHz, mono) is supported."
+                f"audio.{side}.format",
+                "The local stand-in speaks audio/pcm (PCM16, 24 kHz, mono) only.",
             )
-        if fmt.get("rate", SAMPLE_RATE) != SAMPLE_RATE:
-            raise _fail(f"audio.{side}.format.rate", "The only supported rate is 24000.")
-    _check_turn_detection(audio["input"].get("turn_detection"))
-    transcription = audio["input"].get("transcription")
-    if transcription is not None:
-        if not isinstance(transcription, dict):
-            raise _fail(
-                "audio.input.transcription",
-                "transcription must be an object or null.",
-                "invalid_type",
-            )
-        language = transcription.get("language")
-        if language not in (None, "", "en"):
-            raise _fail(
-                "audio.input.transcription.language",
-                "The local stand-in transcribes English ('en') only.",
-            )
-
-
-def _check_turn_detection(td: Any) -> None:
-    param = "audio.input.turn_detection"
-    if td is None:
-        return
-    if not isinstance(td, dict):
-        raise _fail(param, "turn_detection must be an object or null.", "invalid_type")
-    kind = td.get("type")
-    if kind not in ("server_vad", "semantic_vad"):
-        raise _fail(f"{param}.type", "turn_detection.type must be 'server_vad' or 'semantic_vad'.")
-    checks: dict[str, tuple[type, float, float]] = {
-        "threshold": (float, 0.0, 1.0),
-        "prefix_padding_ms": (int, 0, 10_000),
-        "silence_duration_ms": (int, 0, 10_000),
-        "idle_timeout_ms": (int, 5_000, 30_000),
-    }
-    for name, (kind_, low, high) in checks.items():
-        value = td.get(name)
-        if value is None:
-            continue
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if kind_ is int:
-            ok = ok and float(value).is_integer()
-        if not ok or not low <= value <= high:
-            raise _fail(f"{param}.{name}", f"{name} must be a number from {low:g} to {high:g}.")
-    for name in ("create_response", "interrupt_response"):
-        if td.get(name) is not None and not isinstance(td[name], bool):
-            raise _fail(f"{param}.{name}", f"{name} must be a boolean.", "invalid_type")
-    eagerness = td.get("eagerness")
-    if eagerness is not None and eagerness not in SEMANTIC_SILENCE_MS:
-        raise _fail(f"{param}.eagerness", "eagerness must be low, medium, high or auto.")
+    transcription = s["audio"]["input"].get("transcription")
+    if transcription is not None and transcription.get("language") not in (None, "", "en"):
+        raise _fail(
+            "audio.input.transcription.language",
+            "The local stand-in transcribes English ('en') only.",
+        )
 
 
 @dataclass(frozen=True, slots=True)

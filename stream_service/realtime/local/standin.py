@@ -11,12 +11,16 @@ import asyncio
 import time
 from typing import Any
 
+from msgspec import UNSET, to_builtins
+
 from core.providers import ModelProvider
+from core.schemas.realtime import RealtimeParamError, ResponseParams, check_response
 from stream_service.realtime.limits import ClientLimits
-from stream_service.realtime.local.asr import ASR_RATE, Transcriber
-from stream_service.realtime.local.audio import BYTES_PER_MS, decode_audio, resample_pcm16
+from stream_service.realtime.local.answer import Answer, answer
+from stream_service.realtime.local.asr import Transcriber, Utterance
+from stream_service.realtime.local.audio import BYTES_PER_MS, decode_audio
 from stream_service.realtime.local.conversation import Conversation, Item, item_from_client
-from stream_service.realtime.local.responder import CancelReason, Reply
+from stream_service.realtime.local.responder import CancelReason, Reply, ReplyParams
 from stream_service.realtime.local.tts import Speaker
 from stream_service.realtime.local.vad import SpeechStarted, TurnDetector
 from stream_service.realtime.protocol import (
@@ -74,7 +78,9 @@ class LocalVoice:
         self._received_ms = 0
         self._detector: TurnDetector | None = None
         self._speech_item: str | None = None  # announced by speech_started
-        self.reply: Reply | None = None
+        self.reply: Reply | None = None  # the response of the default conversation
+        self._out_of_band: set[Reply] = set()  # conversation "none" responses
+        self._utterance: Utterance | None = None  # the speech in progress, being transcribed
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_stopped_at: float | None = None
         # idle_timeout_ms: input audio position from which silence counts (None: disarmed)
@@ -99,8 +105,10 @@ class LocalVoice:
             raise
 
     async def close(self) -> None:
-        if self.reply is not None:
-            self.reply.cancel("client_cancelled")
+        for reply in [self.reply, *self._out_of_band]:
+            if reply is not None:
+                reply.cancel("client_cancelled")
+        self._abort_utterance()
         for task in list(self._tasks):
             task.cancel()
 
@@ -126,23 +134,26 @@ class LocalVoice:
             self._buffer.clear()
             self._buffer_start_ms = self._received_ms
             self._speech_item = None
+            self._abort_utterance()
             if self._detector is not None:
                 self._detector.reset()
             self._emit({"type": "input_audio_buffer.cleared"})
         elif isinstance(event, ResponseCreate):
             self._create_response(event)
         elif isinstance(event, ResponseCancel):
-            reply = self.reply
-            if reply is None or (event.response_id and event.response_id != reply.id):
+            replies = [r for r in (self.reply, *self._out_of_band) if r is not None]
+            if event.response_id:
+                replies = [r for r in replies if r.id == event.response_id]
+            if not replies:
                 raise ProtocolError(
                     "Cancellation failed: no active response found.", "response_cancel_not_active"
                 )
-            self._cancel_reply("client_cancelled")
+            replies[0].cancel("client_cancelled")
         elif isinstance(event, ItemCreate):
             if not isinstance(event.item, dict):
                 raise ProtocolError("item must be an object.", "invalid_type", param="item")
             item = item_from_client(event.item, event.event_id)
-            previous = self.conversation.add(item, event.event_id)
+            previous = self.conversation.add(item, event.event_id, event.previous_item_id)
             self._emit(
                 {
                     "type": "conversation.item.added",
@@ -184,8 +195,7 @@ class LocalVoice:
             self._detector = TurnDetector(turn, self._received_ms)
         else:
             self._detector.reconfigure(turn)
-        if self.config.transcribe:
-            self._transcriber.warm()
+        self._transcriber.warm()  # every turn is transcribed: the reply answers what was said
 
     # --- input audio --------------------------------------------------------------------
 
@@ -193,27 +203,35 @@ class LocalVoice:
         self._limits.check_append(len(event.audio) * 3 // 4, event.event_id)
         pcm = decode_audio(event.audio, event.event_id)
         max_ms = int(self._settings.max_input_buffer_s * 1000)
-        if len(self._buffer) // BYTES_PER_MS + len(pcm) // BYTES_PER_MS > max_ms:
+        detector = self._detector
+        held_ms = (len(self._buffer) + len(pcm)) // BYTES_PER_MS
+        if detector is None and held_ms > max_ms:
             raise ProtocolError(
                 f"The input audio buffer holds {max_ms} ms already (REALTIME_MAX_INPUT_BUFFER_S)"
                 "; commit or clear it. This audio was dropped.",
                 "input_audio_buffer_full",
                 param="audio",
             )
+        if detector is not None and detector.speaking and held_ms > max_ms:
+            # a turn as long as the buffer: it ends here, and the VAD goes on listening
+            detector.reset()
+            self._speech_stopped(self._received_ms)
         self._buffer += pcm
         self._received_ms += len(pcm) // BYTES_PER_MS
-        detector = self._detector
         if detector is None:
             return
+        if self._utterance is not None:
+            self._utterance.feed(pcm)  # transcribed while the user speaks
         for vad_event in detector.push(pcm, self._buffer_start_ms):
             if isinstance(vad_event, SpeechStarted):
                 self._speech_started(vad_event.audio_start_ms)
             else:
                 self._speech_stopped(vad_event.audio_end_ms)
-        if not detector.speaking:  # keep only what a coming start's padding may need
+        if not detector.speaking:
             self._check_idle(detector.config.idle_timeout_ms)
-            if self._idle_from_ms is None:
-                self._trim_buffer(self._received_ms - detector.config.prefix_padding_ms - 100)
+            # silence is never held beyond what a coming start's padding may need: however
+            # long the user is quiet, the buffer stays small and the next speech is heard
+            self._trim_buffer(self._received_ms - detector.config.prefix_padding_ms - 100)
 
     def _check_idle(self, idle_timeout_ms: int | None) -> None:
         """``idle_timeout_ms``: silence that long after a reply played out prompts a reply."""
@@ -232,8 +250,7 @@ class LocalVoice:
                 "item_id": item_id,
             }
         )
-        self._trim_buffer(start)
-        self._commit(self._take_buffer(self._received_ms), item_id)
+        self._commit(self._take_buffer(self._received_ms), item_id, transcribe=False)
         self._turn_stopped_at = None
         self._start_reply(None)
 
@@ -243,9 +260,17 @@ class LocalVoice:
             del self._buffer[: cut * BYTES_PER_MS]
             self._buffer_start_ms += cut
 
+    def _abort_utterance(self) -> None:
+        if self._utterance is not None:
+            self._utterance.abort()
+            self._utterance = None
+
     def _speech_started(self, audio_start_ms: int) -> None:
         self._idle_from_ms = None
         self._trim_buffer(audio_start_ms)
+        self._abort_utterance()
+        self._utterance = self._transcriber.begin()
+        self._utterance.feed(bytes(self._buffer))
         self._speech_item = new_id("item")
         self._emit(
             {
@@ -270,8 +295,9 @@ class LocalVoice:
             }
         )
         stopped_at = time.monotonic()
+        utterance, self._utterance = self._utterance, None
         keep = self._take_buffer(audio_end_ms)
-        self._commit(keep, item_id)
+        self._commit(keep, item_id, utterance=utterance)
         turn = self.config.turn_detection if self.config else None
         if turn is not None and turn.create_response and self.reply is None:
             self._turn_stopped_at = stopped_at
@@ -294,12 +320,25 @@ class LocalVoice:
             )
         item_id = self._speech_item or new_id("item")
         self._speech_item = None
+        self._abort_utterance()
         if self._detector is not None:
             self._detector.reset()
         self._commit(self._take_buffer(self._received_ms), item_id)
 
-    def _commit(self, audio: bytes, item_id: str) -> None:
+    def _commit(
+        self,
+        audio: bytes,
+        item_id: str,
+        *,
+        utterance: Utterance | None = None,
+        transcribe: bool = True,
+    ) -> None:
         item = Item(id=item_id, role="user", content=[{"type": "input_audio", "transcript": None}])
+        if transcribe:
+            if utterance is None:  # a manual commit: the whole clip now
+                utterance = self._transcriber.begin()
+                utterance.feed(audio)
+            item.transcription = utterance.end()
         previous = self.conversation.add(item)
         self._emit(
             {
@@ -314,29 +353,36 @@ class LocalVoice:
         self._emit(
             {"type": "conversation.item.done", "previous_item_id": previous, "item": item.render()}
         )
-        if self.config is not None and self.config.transcribe:
-            self._spawn(self._transcribe(item, audio))
+        if item.transcription is not None:
+            self._spawn(self._transcribed(item, len(audio)))
 
-    async def _transcribe(self, item: Item, audio: bytes) -> None:
-        pcm16k = resample_pcm16(audio, 24_000, ASR_RATE)
+    async def _transcribed(self, item: Item, audio_bytes: int) -> None:
+        """The turn's transcript: into the item, and to the client if the session asked."""
+        assert item.transcription is not None
         try:
-            text = (await self._transcriber.transcribe(pcm16k)).strip()
+            text = (await item.transcription).strip()
+        except asyncio.CancelledError:
+            return
         except Exception as exc:
-            self._emit(
-                {
-                    "type": "conversation.item.input_audio_transcription.failed",
-                    "item_id": item.id,
-                    "content_index": 0,
-                    "error": {
-                        "type": "server_error",
-                        "code": "transcription_failed",
-                        "message": str(exc),
-                        "param": None,
-                    },
-                }
-            )
+            item.content[0]["transcript"] = ""
+            if self.config is not None and self.config.transcribe:
+                self._emit(
+                    {
+                        "type": "conversation.item.input_audio_transcription.failed",
+                        "item_id": item.id,
+                        "content_index": 0,
+                        "error": {
+                            "type": "server_error",
+                            "code": "transcription_failed",
+                            "message": str(exc),
+                            "param": None,
+                        },
+                    }
+                )
             return
         item.content[0]["transcript"] = text
+        if self.config is None or not self.config.transcribe:
+            return
         self._emit(
             {
                 "type": "conversation.item.input_audio_transcription.delta",
@@ -351,7 +397,7 @@ class LocalVoice:
                 "item_id": item.id,
                 "content_index": 0,
                 "transcript": text,
-                "usage": {"type": "duration", "seconds": round(len(audio) / 48_000, 3)},
+                "usage": {"type": "duration", "seconds": round(audio_bytes / 48_000, 3)},
             }
         )
 
@@ -363,58 +409,107 @@ class LocalVoice:
     # --- replies ------------------------------------------------------------------------
 
     def _create_response(self, event: ResponseCreate) -> None:
-        if self.reply is not None:
+        raw = event.response or {}
+        try:
+            params = check_response(raw)
+        except RealtimeParamError as exc:
+            raise ProtocolError(exc.message, exc.code, param=exc.param) from exc
+        if params.conversation != "none" and self.reply is not None:
             raise ProtocolError(
                 f"Conversation already has an active response in progress: {self.reply.id}. "
                 "Wait until the response is finished before creating a new one.",
                 "conversation_already_has_active_response",
             )
+        inputs: list[Item] | None = None
+        if params.input is not UNSET:
+            inputs = []
+            for n, entry in enumerate(params.input):
+                if entry.get("type") == "item_reference":
+                    inputs.append(self.conversation.get(str(entry.get("id")), event.event_id))
+                    continue
+                try:
+                    inputs.append(item_from_client(entry, event.event_id))
+                except ProtocolError as exc:
+                    exc.param = f"response.input[{n}]" + (exc.param or "").removeprefix("item")
+                    raise
         self._turn_stopped_at = None
-        self._start_reply(event.response or {})
+        self._start_reply(params, inputs)
 
-    def _start_reply(self, overrides: dict[str, Any] | None) -> None:
+    def _start_reply(self, params: ResponseParams | None, inputs: list[Item] | None = None) -> None:
         config = self.config
         assert config is not None
-        overrides = overrides or {}
-        instructions = overrides.get("instructions")
-        modalities = overrides.get("output_modalities")
-        audio_out = config.audio_out if modalities is None else modalities != ["text"]
-        item = Item(
-            id=new_id("item"),
-            role="assistant",
-            content=[{"type": "output_audio", "transcript": ""}],
-            status="in_progress",
+        params = params or ResponseParams()
+        obj = self._config_obj
+        audio_out = (
+            config.audio_out
+            if params.output_modalities is UNSET
+            else params.output_modalities == ["audio"]
         )
-        messages = self.conversation.messages(
-            instructions if isinstance(instructions, str) else config.instructions
+        tokens = params.max_output_tokens
+        max_tokens = (
+            config.max_output_tokens
+            if tokens is UNSET
+            else (tokens if isinstance(tokens, int) else None)
         )
-        previous = self.conversation.add(item)
-        voice = self._config_obj["audio"]["output"].get("voice") or "alloy"
+        instructions = config.instructions if params.instructions is UNSET else params.instructions
+        tools = (obj.get("tools") or []) if params.tools is UNSET else to_builtins(params.tools)
+        tool_choice = (
+            obj.get("tool_choice", "auto")
+            if params.tool_choice is UNSET
+            else to_builtins(params.tool_choice)
+        )
+        voice = obj["audio"]["output"].get("voice") or "alloy"
+        audio_params = params.audio
+        if (
+            audio_params is not UNSET
+            and audio_params.output is not UNSET
+            and audio_params.output.voice is not UNSET
+        ):
+            voice = to_builtins(audio_params.output.voice)
+        in_conversation = params.conversation != "none"
+        conversation = self.conversation
         stopped_at = self._turn_stopped_at
         metrics = self.session.metrics
+
+        async def context() -> Answer:
+            items = inputs if inputs is not None else list(conversation.items.values())
+            for item in items:
+                await item.transcribed()
+            if inputs is None:  # what the conversation holds now the transcripts are in
+                items = [i for i in conversation.items.values() if i.status != "in_progress"]
+            return answer(items, instructions, tools, tool_choice)
 
         def first_audio() -> None:
             if stopped_at is not None:
                 metrics.turn_latency.observe(time.monotonic() - stopped_at)
 
-        self.reply = Reply(
+        reply = Reply(
             emit=self._emit,
             provider=self._provider,
             speaker=self._speaker,
             model=self.session.model,
-            messages=messages,
-            item=item,
-            audio_out=audio_out,
-            voice=str(voice),
-            max_output_tokens=config.max_output_tokens,
+            context=context,
+            params=ReplyParams(
+                audio_out=audio_out,
+                voice=voice,
+                max_output_tokens=max_tokens,
+                metadata=params.metadata,
+                in_conversation=in_conversation,
+            ),
+            conversation=conversation,
             pace=self._settings.local_pace,
             lead_ms=self._settings.local_audio_lead_ms,
             on_first_audio=first_audio,
             on_done=self._reply_done,
         )
-        self.reply.start(previous)
+        if in_conversation:
+            self.reply = reply
+        else:
+            self._out_of_band.add(reply)
+        reply.start()
 
     def _reply_done(self, reply: Reply) -> None:
+        self._out_of_band.discard(reply)
         if self.reply is reply:
             self.reply = None
             # silence counts from when the reply has played out at the client

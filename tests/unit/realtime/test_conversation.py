@@ -33,8 +33,11 @@ def test_client_items_are_checked() -> None:
     )
     assert item.role == "user" and item.text() == "hi"
     with pytest.raises(ProtocolError) as caught:
-        item_from_client({"type": "function_call"}, "evt_1")
+        item_from_client({"type": "mcp_call"}, "evt_1")
     assert (caught.value.param, caught.value.event_id) == ("item.type", "evt_1")
+    with pytest.raises(ProtocolError) as caught:
+        item_from_client({"type": "function_call", "name": "f"}, "evt_2")
+    assert caught.value.param == "item.call_id"
     with pytest.raises(ProtocolError) as caught:
         item_from_client(
             {"type": "message", "role": "user", "content": [{"type": "output_text", "text": "x"}]},
@@ -65,3 +68,16 @@ def test_the_prompt_is_the_conversation_as_chat_messages() -> None:
     ]
     with pytest.raises(ProtocolError):
         conversation.add(Item(id="a", role="user", content=[]))
+
+
+def test_previous_item_id_places_the_item_and_an_unknown_one_is_refused() -> None:
+    conversation = Conversation()
+    for name in ("a", "b"):
+        conversation.add(Item(id=name, role="user", content=[]))
+    assert conversation.add(Item(id="first", role="user", content=[]), None, "root") is None
+    assert conversation.add(Item(id="mid", role="user", content=[]), None, "a") == "a"
+    assert list(conversation.items) == ["first", "a", "mid", "b"]
+    with pytest.raises(ProtocolError) as caught:
+        conversation.add(Item(id="lost", role="user", content=[]), "evt_p", "item_nope")
+    assert (caught.value.param, caught.value.event_id) == ("previous_item_id", "evt_p")
+    assert "lost" not in conversation.items
