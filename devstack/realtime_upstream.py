@@ -6,10 +6,14 @@ It answers ``/v1/realtime?model=...`` with ``session.created``, records every co
 
 - ``response.create``: a reply of ``audio_frames`` audio deltas (20 ms of PCM16 each),
   one every 20 ms (real time), then ``response.done``. Each delta carries
-  ``x_sent_ns`` (``time.monotonic_ns()`` at send) so a client can time the path.
+  ``x_sent_ns`` (``time.monotonic_ns()`` at send) so a client can time the path. With
+  ``response.tools``, the reply is a call of the first tool instead (its arguments in two
+  ``response.function_call_arguments.delta``, then ``.done``), as OpenAI streams one.
 - ``test.echo``: answered with ``test.echoed`` carrying the event received.
 - ``test.drop``: the upstream cuts the TCP connection (a crash); ``test.close`` closes it
-  with code 1011.
+  with code 1011; ``test.refuse`` with 1008 (what OpenAI does with a client's mistake).
+
+Every frame it sends is recorded too (``Connection.sent``).
 
 A connection for the model ``refuse`` is refused at the handshake (HTTP 503).
 """
@@ -23,12 +27,14 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+Send = Callable[[str], Awaitable[None]]
 FRAME_MS = 20
 FRAME_AUDIO = base64.b64encode(b"\x01\x00" * (24 * FRAME_MS)).decode()
 
@@ -38,6 +44,7 @@ class Connection:
     path: str
     headers: dict[str, str]
     frames: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
     closed_at: float | None = None
 
 
@@ -63,8 +70,13 @@ class RealtimeUpstream:
         self.connections.append(record)
         model = request.path.partition("model=")[2].split("&")[0]
         replies: list[asyncio.Task[None]] = []
+
+        async def send(frame: str) -> None:
+            record.sent.append(frame)
+            await ws.send(frame)
+
         try:
-            await ws.send(
+            await send(
                 self._event(
                     type="session.created",
                     session={
@@ -86,10 +98,17 @@ class RealtimeUpstream:
                 if kind == "test.close":
                     await ws.close(1011, "upstream failure")
                     return
+                if kind == "test.refuse":
+                    await ws.close(1008, "invalid event")
+                    return
                 if kind == "test.echo":
-                    await ws.send(self._event(type="test.echoed", received=event))
+                    await send(self._event(type="test.echoed", received=event))
                 elif kind == "response.create":
-                    replies.append(asyncio.create_task(self._reply(ws)))
+                    tools = (event.get("response") or {}).get("tools")
+                    if tools:
+                        replies.append(asyncio.create_task(self._call(send, tools[0]["name"])))
+                    else:
+                        replies.append(asyncio.create_task(self._reply(send)))
         except Exception:  # a dropped client: recorded below
             pass
         finally:
@@ -97,7 +116,51 @@ class RealtimeUpstream:
                 task.cancel()
             record.closed_at = time.monotonic()
 
-    async def _reply(self, ws: ServerConnection) -> None:
+    async def _call(self, send: Send, name: str) -> None:
+        response_id = f"resp_up_{next(self._ids)}"
+        ids = {"response_id": response_id, "item_id": "item_up_call", "output_index": 0}
+        call = {"call_id": "call_up_1", "name": name}
+        arguments = '{"city": "Paris"}'
+        item = {"id": "item_up_call", "type": "function_call", "status": "completed", **call}
+        await send(self._event(type="response.created", response={"id": response_id}))
+        await send(
+            self._event(
+                type="response.output_item.added",
+                response_id=response_id,
+                output_index=0,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+        )
+        for piece in (arguments[:8], arguments[8:]):
+            await send(
+                self._event(
+                    type="response.function_call_arguments.delta",
+                    call_id=call["call_id"],
+                    delta=piece,
+                    **ids,
+                )
+            )
+        await send(
+            self._event(
+                type="response.function_call_arguments.done", arguments=arguments, **call, **ids
+            )
+        )
+        await send(
+            self._event(
+                type="response.output_item.done",
+                response_id=response_id,
+                output_index=0,
+                item={**item, "arguments": arguments},
+            )
+        )
+        await send(
+            self._event(
+                type="response.done",
+                response={"id": response_id, "status": "completed", "output": [item]},
+            )
+        )
+
+    async def _reply(self, send: Send) -> None:
         response_id = f"resp_up_{next(self._ids)}"
         ids = {
             "response_id": response_id,
@@ -105,7 +168,7 @@ class RealtimeUpstream:
             "output_index": 0,
             "content_index": 0,
         }
-        await ws.send(
+        await send(
             self._event(
                 type="response.created", response={"id": response_id, "status": "in_progress"}
             )
@@ -115,7 +178,7 @@ class RealtimeUpstream:
             delay = start + n * FRAME_MS / 1000 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await ws.send(
+            await send(
                 self._event(
                     type="response.output_audio.delta",
                     delta=FRAME_AUDIO,
@@ -123,7 +186,7 @@ class RealtimeUpstream:
                     **ids,
                 )
             )
-        await ws.send(
+        await send(
             self._event(type="response.done", response={"id": response_id, "status": "completed"})
         )
 

@@ -27,6 +27,8 @@ from core.settings import InsecureConfiguration, get_settings, require_safe_expo
 from stream_service.app import create_app
 from stream_service.config import get_stream_settings
 from stream_service.engine.engine import StreamEngine
+from stream_service.realtime.frames import ws_protocol
+from stream_service.realtime.settings import get_realtime_settings
 from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
 from stream_service.workers import Supervisor, reuseport_socket, worker_node_id
 
@@ -129,7 +131,11 @@ def serve(args: argparse.Namespace, reuse_port: bool = False) -> None:
         timeout_keep_alive=math.ceil(get_stream_settings().http_keepalive_s),
         # WebSockets: protocol pings every KEEPALIVE_S, the frame size limit (1009 beyond
         # it), permessage-deflate off unless configured.
-        **uvicorn_ws_options(get_ws_settings(), get_settings().keepalive_s),
+        **{
+            **uvicorn_ws_options(get_ws_settings(), get_settings().keepalive_s),
+            # the voice socket takes OpenAI's event sizes (REALTIME_MAX_EVENT_BYTES)
+            "ws": ws_protocol(get_realtime_settings().max_event_bytes),
+        },
     )
     serve_metrics_port(app.state.engine, args.host)
     tune_gc()

@@ -11,7 +11,9 @@ missing ``type`` is ``missing_required_parameter``; each names its ``param``. Us
 
 from __future__ import annotations
 
+import copy
 import re
+import time
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -253,3 +255,70 @@ def _error(text: str, prefix: str) -> RealtimeParamError:
             f"Missing required parameter: '{param}'.", "missing_required_parameter", param
         )
     return RealtimeParamError(f"Invalid '{path}': {detail}.", "invalid_value", path or None)
+
+
+# --- the session object (session.created, client_secrets) ------------------------------------
+
+PCM_FORMAT = {"type": "audio/pcm", "rate": 24000}
+SAMPLE_RATE = 24000
+
+
+def default_session(session_id: str, model: str, max_session_s: float) -> dict[str, Any]:
+    """A new session as OpenAI renders it, with its defaults."""
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": session_id,
+        "model": model,
+        "output_modalities": ["audio"],
+        "instructions": "",
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "tracing": None,
+        "prompt": None,
+        "include": None,
+        "truncation": "auto",
+        "expires_at": int(time.time() + max_session_s),
+        "audio": {
+            "input": {
+                "format": dict(PCM_FORMAT),
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": _turn_defaults("server_vad"),
+            },
+            "output": {"format": dict(PCM_FORMAT), "voice": "alloy", "speed": 1.0},
+        },
+    }
+
+
+def _turn_defaults(kind: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {
+            "type": "semantic_vad",
+            "eagerness": "auto",
+            "create_response": True,
+            "interrupt_response": True,
+        }
+    return {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "idle_timeout_ms": None,
+        "create_response": True,
+        "interrupt_response": True,
+    }
+
+
+def merge_into(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A session object with a checked update applied: objects merge; a ``turn_detection``
+    object replaces the one before (from its type's defaults)."""
+    for key, value in update.items():
+        if key == "turn_detection" and isinstance(value, dict):
+            base[key] = {**_turn_defaults(value["type"]), **value}
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = merge_into(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -98,8 +99,16 @@ class RealtimeEndpoint:
                     ),
                 )
                 return
+            minted = dict(caller.session or {})
+            minted_id = minted.pop("id", None)  # the id client_secrets answered with
+            caller = replace(caller, session=minted or None)
             try:
-                session = self._registry.create(caller.principal.sub, model, self._provider)
+                session = self._registry.create(
+                    caller.principal.sub,
+                    model,
+                    self._provider,
+                    minted_id if isinstance(minted_id, str) else None,
+                )
             except ProtocolError as exc:
                 code = CLOSE_RESTART if exc.code == "server_restarting" else CLOSE_POLICY
                 await _refuse(socket, exc, code)
@@ -109,7 +118,10 @@ class RealtimeEndpoint:
                 await session.backend.start(session)
             except ProtocolError as exc:
                 session.emit_error(exc)
-                session.end(CLOSE_UPSTREAM, "the backend did not start")
+                # the client's mistake (a bad configuration in its secret) is 1008, which
+                # SDKs do not retry; 1011 only for the server's own failures
+                code = CLOSE_POLICY if exc.type == "invalid_request_error" else CLOSE_UPSTREAM
+                session.end(code, "the backend did not start")
             except Exception:
                 log.exception("realtime session %s: the backend failed to start", session.id)
                 session.emit(
@@ -204,7 +216,7 @@ class RealtimeEndpoint:
             if not session.open:
                 continue
             try:
-                limits.check_frame(frame, envelope.event_id)
+                limits.check_frame(frame, envelope.event_id, envelope.type)
                 if relay and envelope.type == "input_audio_buffer.append":
                     limits.check_append(len(frame) * 3 // 4 - 96, envelope.event_id)
                 backend = session.backend

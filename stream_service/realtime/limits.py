@@ -17,14 +17,22 @@ class EventRate:
         self._tokens = burst
         self._at = time.monotonic()
 
-    def take(self) -> bool:
+    def take(self, *, always: bool = False) -> bool:
+        """One event's token; ``always``: counted, but never refused (it may go into debt)."""
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
-        if self._tokens < 1:
+        if self._tokens < 1 and not always:
             return False
         self._tokens -= 1
         return True
+
+
+# What a client's turn cannot do without: never dropped by the rate limit (an unpaced
+# upload still gets its commit and its reply; a stop button always stops).
+NEVER_DROPPED = frozenset(
+    {"input_audio_buffer.commit", "response.create", "response.cancel", "session.update"}
+)
 
 
 class ClientLimits:
@@ -34,7 +42,9 @@ class ClientLimits:
         self._max_events_per_s = settings.max_events_per_s
         self.max_append_bytes = settings.max_append_bytes
 
-    def check_frame(self, frame: str | bytes, event_id: str | None) -> None:
+    def check_frame(
+        self, frame: str | bytes, event_id: str | None, event_type: str | None = None
+    ) -> None:
         """Raise the error for a frame over the size or rate limit (it is then dropped)."""
         if len(frame) > self._max_bytes:
             raise ProtocolError(
@@ -43,7 +53,7 @@ class ClientLimits:
                 "event_too_large",
                 event_id=event_id,
             )
-        if not self._rate.take():
+        if not self._rate.take(always=event_type in NEVER_DROPPED):
             raise ProtocolError(
                 f"Too many events: the limit is {self._max_events_per_s:g} a second "
                 "(REALTIME_MAX_EVENTS_PER_S). This event was dropped.",

@@ -6,7 +6,8 @@ Frames pass through unchanged: per frame the relay reads only the event's ``type
 get this session's id (the one a resume names). The server's key goes upstream; the
 client's credential never does. An upstream that cannot be reached, refuses the
 handshake or drops becomes an ``error`` event and the end of the session (close 1011),
-never a silent socket.
+never a silent socket; an upstream that closes for the client's mistake (1008, 1009...)
+ends it with 1008. Events of any size OpenAI accepts pass (``REALTIME_MAX_EVENT_BYTES``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from stream_service.realtime.metrics import RealtimeMetrics
 from stream_service.realtime.protocol import (
+    CLOSE_POLICY,
     CLOSE_UPSTREAM,
     Envelope,
     ProtocolError,
@@ -33,6 +35,10 @@ from stream_service.realtime.session import RealtimeSession
 from stream_service.realtime.settings import RealtimeSettings
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Upstream closes that name the client's mistake (policy, bad data, too big): the client's
+# socket closes with 1008, which SDKs do not retry. Any other drop is the server side's
+# failure (1011, which they may retry).
+CLIENT_MISTAKE_CODES = frozenset({1003, 1007, 1008, 1009})
 
 
 def upstream_url(base_url: str | None, model: str) -> str:
@@ -120,6 +126,11 @@ class UpstreamRelay:
         code = ws.close_code
         if code is not None and code != 1000:
             reason = f"The upstream realtime service closed the connection (close code {code})."
+        if code in CLIENT_MISTAKE_CODES:
+            # the upstream refused what the client sent: its mistake, which a retry repeats
+            session.emit(error_event(reason, "upstream_closed", type="invalid_request_error"))
+            session.end(CLOSE_POLICY, "upstream refused the client's events")
+            return
         self._metrics.upstream_failures.inc()
         session.emit(error_event(reason, "upstream_disconnected", type="server_error"))
         session.end(CLOSE_UPSTREAM, "upstream closed")

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from stream_service.realtime.protocol import (
 from stream_service.realtime.settings import RealtimeSettings
 
 log = logging.getLogger("rtai.realtime")
+_SESSION_ID = re.compile(r"^sess_[0-9a-f]{24}$")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -206,7 +208,11 @@ class SessionRegistry:
             return None
         return session
 
-    def create(self, owner: str, model: str, provider: str) -> RealtimeSession:
+    def create(
+        self, owner: str, model: str, provider: str, session_id: str | None = None
+    ) -> RealtimeSession:
+        """A new session; ``session_id`` (the one a client secret was minted with) when it
+        has the shape of one and is not in use."""
         if self.draining:
             raise ProtocolError(
                 "This node is restarting; connect again for a new session.",
@@ -223,8 +229,10 @@ class SessionRegistry:
                 "session_limit_reached",
                 type="rate_limit_error",
             )
+        if session_id is None or not _SESSION_ID.match(session_id) or session_id in self._sessions:
+            session_id = f"sess_{secrets.token_hex(12)}"
         session = RealtimeSession(
-            f"sess_{secrets.token_hex(12)}",
+            session_id,
             owner,
             model,
             provider,

@@ -7,65 +7,16 @@ The whole object is kept as OpenAI renders it (a dict); :class:`TurnDetection` a
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.schemas.realtime import RealtimeParamError, check_session
+from core.schemas.realtime import RealtimeParamError, check_session, merge_into
 from stream_service.realtime.protocol import ProtocolError
 
-PCM_FORMAT = {"type": "audio/pcm", "rate": 24000}
 SAMPLE_RATE = 24000
 
 # semantic_vad is approximated by silence lengths (the stand-in has no semantic model).
 SEMANTIC_SILENCE_MS = {"low": 1500, "medium": 800, "auto": 800, "high": 350}
-
-
-def default_session(session_id: str, model: str, max_session_s: float) -> dict[str, Any]:
-    return {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": session_id,
-        "model": model,
-        "output_modalities": ["audio"],
-        "instructions": "",
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "tracing": None,
-        "prompt": None,
-        "include": None,
-        "truncation": "auto",
-        "expires_at": int(time.time() + max_session_s),
-        "audio": {
-            "input": {
-                "format": dict(PCM_FORMAT),
-                "transcription": None,
-                "noise_reduction": None,
-                "turn_detection": _turn_defaults("server_vad"),
-            },
-            "output": {"format": dict(PCM_FORMAT), "voice": "alloy", "speed": 1.0},
-        },
-    }
-
-
-def _turn_defaults(kind: str) -> dict[str, Any]:
-    if kind == "semantic_vad":
-        return {
-            "type": "semantic_vad",
-            "eagerness": "auto",
-            "create_response": True,
-            "interrupt_response": True,
-        }
-    return {
-        "type": "server_vad",
-        "threshold": 0.5,
-        "prefix_padding_ms": 300,
-        "silence_duration_ms": 500,
-        "idle_timeout_ms": None,
-        "create_response": True,
-        "interrupt_response": True,
-    }
 
 
 def merge_session(current: dict[str, Any], update: Any) -> dict[str, Any]:
@@ -78,20 +29,9 @@ def merge_session(current: dict[str, Any], update: Any) -> dict[str, Any]:
         check_session(update)
     except RealtimeParamError as exc:
         raise ProtocolError(exc.message, exc.code, param=exc.param) from exc
-    merged = _merge(copy.deepcopy(current), update)
+    merged = merge_into(copy.deepcopy(current), update)
     _check(merged)
     return merged
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    for key, value in update.items():
-        if key == "turn_detection" and isinstance(value, dict):
-            base[key] = {**_turn_defaults(value["type"]), **value}
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
 
 
 def _fail(param: str, message: str, code: str = "invalid_value") -> ProtocolError:

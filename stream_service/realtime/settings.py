@@ -28,15 +28,17 @@ class RealtimeSettings(BaseSettings):
     max_sessions_per_user: int = Field(default=3, ge=1)
     # A session's whole length (OpenAI's sessions end after 60 minutes too).
     max_session_s: float = Field(default=3600.0, gt=0)
-    # One client event (a JSON text frame), in bytes. Keep it at or below the server's frame
-    # cap for every WebSocket (WS_MAX_MESSAGE_BYTES, 256 KiB): a bigger frame is closed
-    # with 1009 by uvicorn before this check can answer with an error event.
-    max_event_bytes: int = Field(default=200 * 1024, ge=1024)
+    # One client event (a JSON text frame), in bytes: OpenAI's sizes (an append of 15 MiB of
+    # audio is 20 MiB as base64). The voice socket's frame cap is this, not
+    # WS_MAX_MESSAGE_BYTES (stream_service/realtime/frames.py); a bigger frame is closed
+    # with 1009 before it is read.
+    max_event_bytes: int = Field(default=21 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Decoded audio bytes in one input_audio_buffer.append (PCM16 24 kHz: 48,000 bytes = 1 s;
-    # base64 makes it 4/3 larger on the wire, so it must fit in REALTIME_MAX_EVENT_BYTES).
-    max_append_bytes: int = Field(default=150_000, ge=4800)
+    # OpenAI's limit is 15 MiB). Base64 makes it 4/3 larger: it must fit in MAX_EVENT_BYTES.
+    max_append_bytes: int = Field(default=15 * 1024 * 1024, ge=4800)
     # Client events per second (a token bucket of this rate and a burst of twice it). A
-    # microphone sending 20 ms appends makes 50 a second.
+    # microphone sending 20 ms appends makes 50 a second. input_audio_buffer.commit,
+    # response.create, response.cancel and session.update are never refused by it.
     max_events_per_s: float = Field(default=200.0, gt=0)
     # Uncommitted input audio held by the local stand-in (PCM16 24 kHz: 48,000 bytes = 1 s).
     max_input_buffer_s: float = Field(default=120.0, gt=0)

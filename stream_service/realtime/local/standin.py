@@ -14,7 +14,12 @@ from typing import Any
 from msgspec import UNSET, to_builtins
 
 from core.providers import ModelProvider
-from core.schemas.realtime import RealtimeParamError, ResponseParams, check_response
+from core.schemas.realtime import (
+    RealtimeParamError,
+    ResponseParams,
+    check_response,
+    default_session,
+)
 from stream_service.realtime.limits import ClientLimits
 from stream_service.realtime.local.answer import Answer, answer
 from stream_service.realtime.local.asr import Transcriber, Utterance
@@ -44,12 +49,12 @@ from stream_service.realtime.protocol import (
 from stream_service.realtime.session import RealtimeSession
 from stream_service.realtime.session_config import (
     VoiceConfig,
-    default_session,
     merge_session,
 )
 from stream_service.realtime.settings import RealtimeSettings
 
 MIN_COMMIT_MS = 100
+HEAR_SLICE_BYTES = 4 * 48_000  # 4 s of input audio per pass of the VAD
 
 
 class LocalVoice:
@@ -99,7 +104,10 @@ class LocalVoice:
     async def handle(self, frame: str, envelope: Envelope, received_at: float) -> None:
         event = decode_client_event(frame)
         try:
-            self._dispatch(event)
+            if isinstance(event, AudioAppend):
+                await self._append(event)
+            else:
+                self._dispatch(event)
         except ProtocolError as exc:
             exc.event_id = event.event_id
             raise
@@ -123,9 +131,7 @@ class LocalVoice:
         return self.session.emit(event)
 
     def _dispatch(self, event: ClientEvent) -> None:
-        if isinstance(event, AudioAppend):
-            self._append(event)
-        elif isinstance(event, SessionUpdate):
+        if isinstance(event, SessionUpdate):
             self._apply(merge_session(self._config_obj, event.session))
             self._emit({"type": "session.updated", "session": self._config_obj})
         elif isinstance(event, AudioCommit):
@@ -199,19 +205,28 @@ class LocalVoice:
 
     # --- input audio --------------------------------------------------------------------
 
-    def _append(self, event: AudioAppend) -> None:
+    async def _append(self, event: AudioAppend) -> None:
+        """An append (up to 15 MiB: minutes of audio) is heard in slices of a few seconds,
+        with the event loop free in between."""
         self._limits.check_append(len(event.audio) * 3 // 4, event.event_id)
         pcm = decode_audio(event.audio, event.event_id)
         max_ms = int(self._settings.max_input_buffer_s * 1000)
-        detector = self._detector
-        held_ms = (len(self._buffer) + len(pcm)) // BYTES_PER_MS
-        if detector is None and held_ms > max_ms:
+        if self._detector is None and (len(self._buffer) + len(pcm)) // BYTES_PER_MS > max_ms:
             raise ProtocolError(
                 f"The input audio buffer holds {max_ms} ms already (REALTIME_MAX_INPUT_BUFFER_S)"
                 "; commit or clear it. This audio was dropped.",
                 "input_audio_buffer_full",
                 param="audio",
             )
+        for start in range(0, len(pcm), HEAR_SLICE_BYTES):
+            if start:
+                await asyncio.sleep(0)
+            self._hear(pcm[start : start + HEAR_SLICE_BYTES])
+
+    def _hear(self, pcm: bytes) -> None:
+        max_ms = int(self._settings.max_input_buffer_s * 1000)
+        detector = self._detector
+        held_ms = (len(self._buffer) + len(pcm)) // BYTES_PER_MS
         if detector is not None and detector.speaking and held_ms > max_ms:
             # a turn as long as the buffer: it ends here, and the VAD goes on listening
             detector.reset()

@@ -19,6 +19,7 @@ from core.auth.realtime_keys import RealtimeKeys
 from core.settings import Settings
 from functions.api.app import create_app
 from tests.integration.realtime.conftest import MODEL, ws_base
+from tests.integration.realtime.raw import open_voice, recv
 from tests.support.servers import ProcessServer, ThreadServer
 
 pytestmark = pytest.mark.slow
@@ -94,3 +95,53 @@ async def test_bad_credentials_get_an_error_event_and_a_close(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_secret_with_a_bad_session_is_an_error_and_a_1008_never_a_1011(
+    voice_node: ProcessServer, keys: RealtimeKeys
+) -> None:
+    """A client's mistake: the SDKs retry 1011 (five reconnects for nothing), not 1008."""
+    secret = keys.mint("alice", 60, {"type": "realtime", "output_modalities": ["video"]})
+    ws = await open_voice(voice_node, secret.value)
+    error = await recv(ws)
+    with pytest.raises(websockets.ConnectionClosed):
+        await recv(ws)
+    assert error["type"] == "error" and error["error"]["code"] == "invalid_value"
+    assert ws.close_code == 1008
+
+
+async def test_client_secrets_checks_the_session_and_answers_it_whole(
+    api: ThreadServer, voice_node: ProcessServer, tokens: DevTokens
+) -> None:
+    client = AsyncOpenAI(api_key=tokens.mint("alice"), base_url=api.url + "/api/v1")
+    bad: list[tuple[dict[str, Any], str, str]] = [
+        (
+            {"type": "realtime", "output_modalities": ["video"]},
+            "invalid_value",
+            "session.output_modalities[0]",
+        ),
+        ({"type": "realtime", "voice": "alloy"}, "unknown_parameter", "session.voice"),
+        (
+            {"type": "realtime", "audio": {"input": {"format": {"type": "audio/wav"}}}},
+            "invalid_value",
+            "session.audio.input.format.type",
+        ),
+    ]
+    for session, code, param in bad:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.realtime.client_secrets.create(session=session)  # type: ignore[arg-type]
+        assert (caught.value.code, caught.value.param) == (code, param)
+
+    secret = await client.realtime.client_secrets.create(
+        session={"type": "realtime", "output_modalities": ["text"]}
+    )
+    session = secret.session
+    assert session.id.startswith("sess_")
+    assert session.output_modalities == ["text"]
+    assert session.audio.input.turn_detection.type == "server_vad"  # the defaults are there
+    assert session.audio.output.voice == "alloy"
+    offered = ["realtime", f"openai-insecure-api-key.{secret.value}"]
+    async with websockets.connect(voice_url(voice_node), subprotocols=offered) as ws:
+        created = await first_event(ws)
+    assert created["session"]["id"] == session.id
+    assert created["session"]["output_modalities"] == ["text"]

@@ -309,7 +309,7 @@ async def test_bad_events_get_errors_and_the_session_goes_on(connect: Connect) -
         assert error.error.event_id == "evt_threshold"
 
         # limits: audio per append, then events per second (20/s, bursts of 40)
-        big = "A" * (150_000 // 3 * 4 + 400)  # REALTIME_MAX_APPEND_BYTES
+        big = "A" * (15 * 1024 * 1024 // 3 * 4 + 400)  # REALTIME_MAX_APPEND_BYTES (OpenAI's)
         await ws.send(
             f'{{"type":"input_audio_buffer.append","event_id":"evt_big","audio":"{big}"}}'
         )

@@ -73,7 +73,7 @@ async def test_events_pass_both_ways_with_the_servers_key_upstream(
         assert appended == [{"type": "input_audio_buffer.append", "audio": "AAAAAA=="}]
 
         # a limit is enforced here, and the refused event never reaches the upstream
-        big = "A" * (150_000 // 3 * 4 + 400)  # REALTIME_MAX_APPEND_BYTES
+        big = "A" * (15 * 1024 * 1024 // 3 * 4 + 400)  # REALTIME_MAX_APPEND_BYTES (OpenAI's)
         await conn._connection.send(
             json.dumps({"type": "input_audio_buffer.append", "event_id": "evt_big", "audio": big})
         )

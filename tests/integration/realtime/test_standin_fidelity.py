@@ -284,3 +284,49 @@ async def test_previous_item_id_is_honoured(connect: Connect) -> None:
     )
     assert first.previous_item_id is None
     assert root.previous_item_id is None and root.item.id != first.item.id
+
+
+async def test_an_unpaced_upload_still_gets_its_commit_and_reply(connect: Connect) -> None:
+    """The rate limit (20 events a second here) drops appends, never the turn's end."""
+    async with connect() as conn:
+        events = Events(conn)
+        await events.until("session.created")
+        await conn.session.update(
+            session={"type": "realtime", "output_modalities": ["text"], **MANUAL}
+        )
+        await events.until("session.updated")
+        pcm = speech("Hello there") + silence(300)
+        step = 48 * 20
+        for offset in range(0, len(pcm), step):  # 20 ms appends as fast as the socket goes
+            await conn.input_audio_buffer.append(
+                audio=base64.b64encode(pcm[offset : offset + step]).decode()
+            )
+        await conn.input_audio_buffer.commit(event_id="evt_commit")
+        await conn.response.create(event_id="evt_create")
+        done = await events.until("response.done", within=30)
+    limited = [e for e in events.of("error") if e.error.code == "rate_limit_exceeded"]
+    assert limited, "the upload was meant to outrun the rate limit"
+    assert not [e for e in limited if e.error.event_id in ("evt_commit", "evt_create")]
+    assert events.of("input_audio_buffer.committed")
+    assert done.response.status == "completed"
+
+
+async def test_openai_sized_events_are_accepted(connect: Connect) -> None:
+    """An append of minutes of audio (5 MiB) and an image item of 1 MB: no 1009, no error."""
+    async with connect() as conn:
+        events = Events(conn)
+        await events.until("session.created")
+        await conn.input_audio_buffer.append(audio=base64.b64encode(silence(110_000)).decode())
+        image = "data:image/png;base64," + base64.b64encode(b"\x89PNG" * 256 * 1024).decode()
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": image}],
+            }
+        )
+        added = await events.until("conversation.item.added", within=30)
+        await conn.session.update(session={"type": "realtime", "instructions": "Still here."})
+        await events.until("session.updated")
+    assert added.item.content[0].type == "input_image"
+    assert not events.of("error"), [e.error for e in events.of("error")]

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.schemas.realtime import default_session
 from stream_service.realtime.protocol import ProtocolError
-from stream_service.realtime.session_config import VoiceConfig, default_session, merge_session
+from stream_service.realtime.session_config import VoiceConfig, merge_session
 
 
 def base() -> dict:

@@ -4,11 +4,15 @@ OpenAI's request and response shape: ``{"expires_after": {"anchor": "created_at"
 "seconds"}, "session": {...}}`` -> ``{"value", "expires_at", "session"}``. The key opens
 ``/stream/v1/realtime`` as the signed-in user (a browser offers it as the subprotocol
 ``openai-insecure-api-key.<value>``); the session configuration travels inside it and is
-applied when the socket opens. The OpenAI key never leaves the server.
+applied when the socket opens. The configuration is checked as ``session.update`` checks
+it (a 400 in OpenAI's shape naming the ``param``), and the answer's ``session`` is the
+whole session object with its defaults and the ``id`` the socket's session will have. The
+OpenAI key never leaves the server.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Literal
 
 import msgspec
@@ -17,6 +21,7 @@ from litestar import Controller, Request, post
 from core.auth.realtime_keys import RealtimeKeys
 from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal
+from core.schemas.realtime import RealtimeParamError, check_session, default_session, merge_into
 from core.settings import Settings
 
 DEFAULT_TTL_S = 600
@@ -24,6 +29,8 @@ MIN_TTL_S = 10
 MAX_TTL_S = 7200
 # The session configuration rides inside the key, which a browser sends in a header.
 MAX_SESSION_BYTES = 4096
+DEFAULT_MODEL = "gpt-realtime"
+SESSION_S = 3600  # a session's longest life (REALTIME_MAX_SESSION_S's default, OpenAI's)
 
 
 class ExpiresAfter(msgspec.Struct):
@@ -63,6 +70,11 @@ class RealtimeController(Controller):
                 code="invalid_value",
                 param="session.type",
             )
+        try:  # as session.update checks it: a bad configuration fails here, not at connect
+            check_session(session)
+        except RealtimeParamError as exc:
+            raise InvalidRequest(exc.message, code=exc.code, param=exc.param) from exc
+        session_id = f"sess_{secrets.token_hex(12)}"
         if len(msgspec.json.encode(session)) > MAX_SESSION_BYTES:
             raise InvalidRequest(
                 f"session must encode to at most {MAX_SESSION_BYTES} bytes: it travels inside "
@@ -71,9 +83,10 @@ class RealtimeController(Controller):
                 param="session",
             )
         settings: Settings = request.app.state.settings
-        secret = RealtimeKeys(settings.url_token_key).mint(principal.sub, ttl, session)
-        return {
-            "value": secret.value,
-            "expires_at": secret.expires_at,
-            "session": {**session, "object": "realtime.session"},
-        }
+        # the session's id travels in the key: the socket it opens gets that id
+        secret = RealtimeKeys(settings.url_token_key).mint(
+            principal.sub, ttl, {**session, "id": session_id}
+        )
+        model = str(session.get("model") or DEFAULT_MODEL)
+        full = merge_into(default_session(session_id, model, SESSION_S), session)
+        return {"value": secret.value, "expires_at": secret.expires_at, "session": full}
