@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -231,3 +232,35 @@ def test_a_ui_reply_is_a_durable_stream(
         headers={"authorization": f"Bearer {tokens.mint('bob')}"},
     )
     assert other.status_code == 404
+
+
+def test_a_draining_node_breaks_the_open_stream_and_the_reply_resumes_whole(
+    cluster: tuple[ProcessServer, ProcessServer], start_node: StartNode, tokens: DevTokens
+) -> None:
+    """SIGTERM (a deploy): the open UI stream is broken, not ended cleanly (a clean end would
+    read as a finished reply); the reply finishes and flushes, and resumes on another node."""
+    _, b = cluster
+    node = start_node(NODE_ID="ui-drain")
+    prompt, answer = echo(120)  # ~3 s of tokens
+    chat, token = chat_id(), tokens.mint("alice")
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(ui, "send", base=node.url, token=token, chatId=chat, text=prompt)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the reply is under way
+            with httpx.stream(  # only its status: the body is the whole reply
+                "GET",
+                f"{node.url}/stream/v1/ui/chat/{chat}/stream",
+                headers={"authorization": f"Bearer {token}"},
+                timeout=30,
+            ) as probe:
+                if probe.status_code == 200:
+                    break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        node.signal(signal.SIGTERM)
+        cut = reading.result(timeout=120)
+    assert cut["failure"] is not None  # the connection broke
+    assert "finish" not in types(cut["chunks"])
+    out = ui("resume", base=b.url, token=token, chatId=chat)
+    assert out["text"] == answer and types(out["chunks"])[-1] == "finish"
+    assert out["chunks"][: len(cut["chunks"])] == cut["chunks"]
