@@ -211,3 +211,29 @@ def test_voice_resumes_after_a_network_drop(voice_page: Any) -> None:
     # Only the requests that were in flight when the network went away may fail.
     assert not [e for e in page.errors if "ERR_INTERNET_DISCONNECTED" not in e], page.errors
     expect(page.locator("#notice")).to_be_hidden()
+
+
+def test_each_sentence_said_is_repeated_in_its_reply(voice_page: Any) -> None:
+    """The stand-in hears you (SPEC 7): two different sentences, and each reply begins by
+    repeating what was heard, the transcript the page shows for that turn."""
+    page = voice_page(
+        [(1.0, "what is the weather like today"), (9.0, "tell me about the sea"), (9.0, None)]
+    )
+    page.goto("/?audio=raw")
+    page.get_by_test_id("mic").click()
+    state = page.get_by_test_id("voice-state")
+    replies = page.locator(".msg.assistant.voice [data-testid=assistant-message]")
+    expect(replies).to_have_count(2, timeout=60_000)
+    expect(state).to_have_text("listening", timeout=60_000)
+    users = page.locator(".msg.user.voice")
+    expect(users).to_have_count(2)
+    heard = [" ".join(users.nth(i).inner_text().split()) for i in range(2)]
+    said = [" ".join(replies.nth(i).inner_text().split()) for i in range(2)]
+    for transcript, reply in zip(heard, said, strict=True):
+        words = re.findall(r"[a-z']+", transcript.lower())
+        assert words, heard
+        assert reply.startswith("I heard:"), reply
+        assert re.findall(r"[a-z']+", reply.lower())[2 : 2 + len(words)] == words, (heard, said)
+    assert heard[0] != heard[1] and said[0] != said[1]
+    expect(page.locator("#notice")).to_be_hidden()
+    assert not page.errors, page.errors
