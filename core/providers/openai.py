@@ -11,8 +11,16 @@ import msgspec
 import openai
 from openai import AsyncOpenAI
 
+from core import json_input
 from core.errors import ApiError, InvalidRequest, NotFound, RateLimited, UpstreamError
-from core.providers.base import Finish, ModelProvider, TokenDelta, UpstreamEvent
+from core.providers.base import (
+    Completion,
+    Finish,
+    ModelProvider,
+    RichDelta,
+    TokenDelta,
+    UpstreamEvent,
+)
 from core.schemas.chat import ChatCompletionRequest, Usage
 
 _MODELS_TTL_S = 300.0
@@ -20,19 +28,43 @@ _MAX_LINE_BYTES = 1 << 20
 
 
 # gc=False: decoded per token and dropped at once; they never hold reference cycles.
-class _Delta(msgspec.Struct, gc=False):
+# A delta decodes into this struct when it has no field but these (most tokens); any other
+# field fails the decode (forbid_unknown_fields) and the chunk is decoded whole instead.
+class _Delta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     content: str | None = None
+    role: str | None = None
+    # fields that are null on a text token; when set, the delta is a RichDelta
+    refusal: Any = None
+    tool_calls: Any = None
+    function_call: Any = None
+    reasoning_content: Any = None
+    reasoning: Any = None
+    audio: Any = None
+
+    @property
+    def plain(self) -> bool:
+        return (
+            self.refusal is None
+            and not self.tool_calls
+            and self.function_call is None
+            and self.reasoning_content is None
+            and self.reasoning is None
+            and self.audio is None
+        )
 
 
 class _Choice(msgspec.Struct, gc=False):
     delta: _Delta = msgspec.field(default_factory=_Delta)
     finish_reason: str | None = None
+    logprobs: Any = None
 
 
 class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
 
 
 class _Chunk(msgspec.Struct, gc=False):
@@ -41,7 +73,88 @@ class _Chunk(msgspec.Struct, gc=False):
     error: dict[str, Any] | None = None
 
 
+class _AnyChoice(msgspec.Struct, gc=False):
+    delta: dict[str, Any] = msgspec.field(default_factory=dict)
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class _AnyChunk(msgspec.Struct, gc=False):
+    choices: list[_AnyChoice] = msgspec.field(default_factory=list)
+    usage: _Usage | None = None
+    error: dict[str, Any] | None = None
+
+
+_DELTA_OWN = ("role", "content")
+
+
+class _CompletionChoice(msgspec.Struct):
+    message: dict[str, Any]
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_CompletionChoice] = msgspec.field(default_factory=list)
+    usage: _Usage | None = None
+
+
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
+_any_chunk_decoder = msgspec.json.Decoder(_AnyChunk)
+
+
+def _decode_chunk(data: bytes) -> tuple[list[UpstreamEvent], str | None, _Usage | None]:
+    """One SSE data line: its deltas, its finish_reason (or None), its usage (or None)."""
+    try:
+        chunk = _chunk_decoder.decode(data)
+    except msgspec.ValidationError:
+        return _decode_any_chunk(data)  # a delta field beyond the usual ones
+    if chunk.error is not None:
+        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
+    out: list[UpstreamEvent] = []
+    reason = None
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta.plain and choice.logprobs is None:
+            if delta.content:
+                out.append(TokenDelta(delta.content))
+        else:
+            return _decode_any_chunk(data)
+        if choice.finish_reason:
+            reason = choice.finish_reason
+    return out, reason, chunk.usage
+
+
+def _decode_any_chunk(data: bytes) -> tuple[list[UpstreamEvent], str | None, _Usage | None]:
+    """A chunk whose delta carries more than text: every field as the upstream sent it
+    (fields sent as null carry nothing and are left out)."""
+    chunk = json_input.decode(data, decoder=_any_chunk_decoder)
+    if chunk.error is not None:
+        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
+    out: list[UpstreamEvent] = []
+    reason = None
+    for choice in chunk.choices:
+        raw = choice.delta
+        content = raw.get("content")
+        text = content if isinstance(content, str) else ""
+        fields = {k: v for k, v in raw.items() if k not in _DELTA_OWN and v is not None and v != []}
+        if fields or choice.logprobs is not None:
+            out.append(RichDelta(text, fields, choice.logprobs))
+        elif text:
+            out.append(TokenDelta(text))
+        if choice.finish_reason:
+            reason = choice.finish_reason
+    return out, reason, chunk.usage
+
+
+def _usage(raw: _Usage) -> Usage:
+    return Usage(
+        raw.prompt_tokens,
+        raw.completion_tokens,
+        raw.total_tokens,
+        raw.prompt_tokens_details,
+        raw.completion_tokens_details,
+    )
 
 
 class OpenAIProvider(ModelProvider):
@@ -113,26 +226,39 @@ class OpenAIProvider(ModelProvider):
                         data = line[5:].strip()
                         if data == b"[DONE]":
                             break
-                        chunk = _chunk_decoder.decode(data)
-                        if chunk.error is not None:
-                            message = chunk.error.get("message")
-                            raise UpstreamError(f"Upstream model error: {message}")
-                        if chunk.usage is not None:
-                            usage = Usage(
-                                chunk.usage.prompt_tokens,
-                                chunk.usage.completion_tokens,
-                                chunk.usage.total_tokens,
-                            )
-                        for choice in chunk.choices:
-                            if choice.delta.content:
-                                yield TokenDelta(choice.delta.content)
-                            if choice.finish_reason:
-                                reason = choice.finish_reason
+                        events, finished, reported = _decode_chunk(data)
+                        for event in events:
+                            yield event
+                        if finished:
+                            reason = finished
+                        if reported is not None:
+                            usage = _usage(reported)
         except openai.APIError as exc:
             raise _translate(exc) from exc
         except (httpx2.HTTPError, msgspec.DecodeError) as exc:
             raise UpstreamError(f"Upstream stream broke: {exc}") from exc
         yield Finish(reason, usage)
+
+    async def complete(self, request: ChatCompletionRequest) -> Completion:
+        """A non-streaming call: the upstream's message with all its fields, its finish
+        reason, usage and logprobs as it sent them."""
+        self._turn += 1
+        client = self.clients[self._turn % len(self.clients)]
+        body = request.to_openai_kwargs()
+        try:
+            response = await client.chat.completions.with_raw_response.create(
+                model=body.pop("model"), messages=[], extra_body=body
+            )
+            payload = json_input.decode(response.content, type=_Completion)
+        except openai.APIError as exc:
+            raise _translate(exc) from exc
+        except (httpx2.HTTPError, msgspec.DecodeError) as exc:
+            raise UpstreamError(f"Upstream sent no valid completion: {exc}") from exc
+        if not payload.choices:
+            raise UpstreamError("Upstream sent a completion without choices.")
+        choice = payload.choices[0]
+        usage = _usage(payload.usage) if payload.usage is not None else Usage(0, 0, 0)
+        return Completion(choice.message, choice.finish_reason or "stop", usage, choice.logprobs)
 
     async def aclose(self) -> None:
         for client in self.clients:

@@ -25,6 +25,18 @@ class _Delta(msgspec.Struct, gc=False):
     text: str
 
 
+# A ``delta`` payload is ``{"text": ...}`` (the per-token path, encoded from a struct), or,
+# when the upstream sent more than text, the other fields of its delta first, then
+# ``"logprobs"``, then ``"text"``: so a text-only payload is told apart by its first bytes.
+TEXT_ONLY_PREFIX = b'{"text":'
+# One delta event's payload at most (a longer one is split across events, as text is),
+# so that a store batch of events stays far within a DynamoDB item's 400 KB.
+MAX_DELTA_BYTES = 32_768
+# Text up to this many characters cannot exceed MAX_DELTA_BYTES once encoded (12 bytes per
+# character at worst: a JSON-escaped surrogate pair), so it needs no measuring.
+SAFE_TEXT_CHARS = (MAX_DELTA_BYTES - 16) // 12
+
+
 class Event(msgspec.Struct, gc=False):
     """One event of a stream, with its wire frames rendered at most once per format.
 
@@ -49,6 +61,15 @@ class Event(msgspec.Struct, gc=False):
         return cls(seq, "delta", _json.encode(_Delta(text)))
 
     @classmethod
+    def rich_delta(cls, seq: int, text: str, fields: dict[str, Any], logprobs: Any) -> Event:
+        """A delta with more than text: the upstream delta's other fields as it sent them."""
+        payload = {k: v for k, v in fields.items() if k != "text"}  # text is ``text``
+        if logprobs is not None:
+            payload["logprobs"] = logprobs
+        payload["text"] = text
+        return cls(seq, "delta", _json.encode(payload))
+
+    @classmethod
     def from_stored(cls, stored: StoredEvent) -> Event:
         return cls(*stored)
 
@@ -61,6 +82,17 @@ class Event(msgspec.Struct, gc=False):
 
 
 DELTA_TEXT = msgspec.json.Decoder(_Delta)
+_payload = msgspec.json.Decoder(dict[str, Any])
+
+
+def delta_parts(data: bytes) -> tuple[str, dict[str, Any] | None, Any]:
+    """(text, the other fields or None, logprobs) of a ``delta`` payload."""
+    if data.startswith(TEXT_ONLY_PREFIX):
+        return DELTA_TEXT.decode(data).text, None, None
+    payload = _payload.decode(data)
+    text = payload.pop("text", "")
+    logprobs = payload.pop("logprobs", None)
+    return text, payload, logprobs
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from stream_service.engine.events import Event, Format, Sink, StreamInfo
 from stream_service.engine.types import EventKind, StopReason, StreamStatus
@@ -28,7 +29,7 @@ class Timings:
     first_token: float | None = None
     first_byte: float | None = None
     last_token: float | None = None
-    tokens: int = 0
+    tokens: int = 0  # deltas received; at the end, the upstream's completion_tokens if it said
 
 
 @dataclass(eq=False, slots=True)
@@ -85,10 +86,20 @@ class LiveStream:
         return event
 
     def append_delta(self, text: str) -> int:
-        """Append a ``delta`` (the per-token path): written at once to the direct readers,
-        the others woken. Returns its seq."""
-        seq = self.base + len(self.events)
-        event = Event.delta(seq, text)
+        """Append a text-only ``delta`` (the per-token path): written at once to the direct
+        readers, the others woken. Returns its seq."""
+        return self.push_delta(Event.delta(self.base + len(self.events), text))
+
+    def append_rich_delta(self, text: str, fields: dict[str, Any], logprobs: Any) -> int:
+        """Append a ``delta`` that carries more than text (tool call fragments, refusal,
+        reasoning, logprobs: the upstream's delta fields as sent), delivered as any delta."""
+        return self.push_delta(
+            Event.rich_delta(self.base + len(self.events), text, fields, logprobs)
+        )
+
+    def push_delta(self, event: Event) -> int:
+        """Append a built ``delta`` event (its seq must be the next one)."""
+        seq = event.seq
         self.events.append(event)
         if self.observer is not None:
             self.observer(event)

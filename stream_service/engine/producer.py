@@ -16,10 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from core.errors import ApiError
 from core.providers import Finish, ModelProvider, RichDelta, TokenDelta
 from core.schemas.chat import ChatCompletionRequest
 from stream_service.engine import errors
+from stream_service.engine.delta_split import split_delta
+from stream_service.engine.events import MAX_DELTA_BYTES, SAFE_TEXT_CHARS, Event
 from stream_service.engine.live import LiveStream
 from stream_service.engine.types import EventKind, StopReason, StreamStatus
 from stream_service.engine.watchdog import Limits
@@ -74,22 +78,26 @@ class Producer:
             flush_at = self.flush_at
             observe_gap = self.metrics.inter_token.observe
             clock = time.perf_counter
+            safe_chars = SAFE_TEXT_CHARS
             async for item in upstream:  # the per-token path
-                if isinstance(item, TokenDelta):
-                    now = clock()
-                    if timings.last_token is None:
-                        timings.first_token = now
-                    else:
-                        observe_gap(now - timings.last_token)
-                    timings.last_token = now
-                    timings.tokens += 1
-                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
-                        self._flush_soon(stream)
-                elif isinstance(item, RichDelta):
-                    if stream.append_delta(item.text) - stream.flushed_seq >= flush_at:
-                        self._flush_soon(stream)
-                else:
+                if isinstance(item, Finish):
                     finish = item
+                    continue
+                now = clock()
+                if timings.last_token is None:
+                    timings.first_token = now
+                else:
+                    observe_gap(now - timings.last_token)
+                timings.last_token = now
+                timings.tokens += 1
+                if isinstance(item, TokenDelta) and len(item.text) <= safe_chars:
+                    seq = stream.append_delta(item.text)  # text only: no dict per token
+                else:
+                    seq = _append_delta(stream, item)
+                if seq - stream.flushed_seq >= flush_at:
+                    self._flush_soon(stream)
+            if finish is not None and finish.usage.completion_tokens > 0:
+                timings.tokens = finish.usage.completion_tokens  # as the upstream counts
             self._end(stream, StreamStatus.COMPLETED, EventKind.DONE, self._done(stream, finish))
         except asyncio.CancelledError:
             if stream.stop_reason is None:  # not ours: the process is going down
@@ -143,15 +151,7 @@ class Producer:
     ) -> dict[str, Any]:
         t = stream.timings
         end = time.perf_counter()
-        usage = (
-            {
-                "prompt_tokens": finish.usage.prompt_tokens,
-                "completion_tokens": finish.usage.completion_tokens,
-                "total_tokens": finish.usage.total_tokens,
-            }
-            if finish
-            else None
-        )
+        usage = msgspec.to_builtins(finish.usage) if finish else None
         return {
             "finish_reason": reason or (finish.reason if finish else "stop"),
             "usage": usage,
@@ -161,3 +161,33 @@ class Producer:
                 "tokens": t.tokens,
             },
         }
+
+
+def _append_delta(stream: LiveStream, item: TokenDelta | RichDelta) -> int:
+    """A delta off the text fast path: one with more than text, or a long one. A payload
+    over MAX_DELTA_BYTES is cut into several events (see :mod:`.delta_split`). The seq of
+    the last event appended."""
+    if isinstance(item, TokenDelta):
+        text, fields, logprobs = item.text, None, None
+    else:
+        text, fields, logprobs = item
+    seq = stream.base + len(stream.events)
+    event = (
+        Event.rich_delta(seq, text, fields or {}, logprobs)
+        if fields or logprobs is not None
+        else Event.delta(seq, text)
+    )
+    if len(event.data) <= MAX_DELTA_BYTES:
+        return stream.push_delta(event)
+    whole: dict[str, Any] = {"text": text} if text else {}
+    whole.update((k, v) for k, v in (fields or {}).items() if k != "text")
+    if logprobs is not None:
+        whole["logprobs"] = logprobs
+    for piece in split_delta(whole, MAX_DELTA_BYTES - 64):
+        piece_text = piece.pop("text", "")
+        piece_logprobs = piece.pop("logprobs", None)
+        if piece or piece_logprobs is not None:
+            seq = stream.append_rich_delta(piece_text, piece, piece_logprobs)
+        else:
+            seq = stream.append_delta(piece_text)
+    return seq

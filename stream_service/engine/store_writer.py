@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from stream_service.engine.events import Event
 from stream_service.engine.live import LiveStream
 from stream_service.store import LeaseLost, StreamMeta, StreamStore
 from stream_service.store.base import StoredEvent, now_ms
@@ -119,7 +120,7 @@ class StoreWriter:
                 state.meta_written = True
             upto = stream.last_seq
             while stream.flushed_seq < upto and (pending := stream.unflushed()):
-                batch = [e.stored() for e in pending[: self.store.max_batch] if e.seq <= upto]
+                batch = _batch(pending, self.store.max_batch, upto)
                 written = await retry(
                     lambda b=batch: self.store.append(stream.id, b),  # type: ignore[misc]
                     persistent=final,
@@ -181,6 +182,27 @@ class StoreWriter:
                     stream.last_seq > stream.flushed_seq or not state.meta_written
                 ):
                     self.soon(stream)
+
+
+# One stored batch's event payloads at most: a DynamoDB item holds 400 KB (events are at
+# most MAX_DELTA_BYTES each, so a batch of large deltas is cut short instead).
+BATCH_MAX_BYTES = 300_000
+_EVENT_OVERHEAD = 24  # seq, kind and msgpack framing, generously
+
+
+def _batch(pending: list[Event], max_events: int, upto: int) -> list[StoredEvent]:
+    """The next batch: at most ``max_events`` events up to seq ``upto``, and at most
+    BATCH_MAX_BYTES of them (always at least one)."""
+    batch: list[StoredEvent] = []
+    size = 0
+    for event in pending[:max_events]:
+        if event.seq > upto:
+            break
+        size += len(event.data) + _EVENT_OVERHEAD
+        if batch and size > BATCH_MAX_BYTES:
+            break
+        batch.append(event.stored())
+    return batch
 
 
 async def retry(op: Callable[[], Awaitable[T]], persistent: bool = True) -> T:

@@ -13,7 +13,14 @@ from typing import Any
 import msgspec
 
 from core.schemas.chat import Usage, chunk_body
-from stream_service.engine.events import DELTA_TEXT, Event, Format, StreamInfo
+from stream_service.engine.events import (
+    DELTA_TEXT,
+    TEXT_ONLY_PREFIX,
+    Event,
+    Format,
+    StreamInfo,
+    delta_parts,
+)
 
 PING = b": ping\n\n"
 _json = msgspec.json.Encoder()
@@ -61,10 +68,16 @@ class OpenAIChunks(SseFormat):
 
     def render(self, event: Event) -> bytes:
         head = b"id: %d\n" % event.seq
-        if event.kind == "delta":  # per token: decoded into its struct, not a dict
-            return (
-                head + b"data: " + self._chunk(content=DELTA_TEXT.decode(event.data).text) + b"\n\n"
-            )
+        if event.kind == "delta":
+            data = event.data
+            if data.startswith(TEXT_ONLY_PREFIX):  # per token: decoded into its struct
+                return (
+                    head + b"data: " + self._chunk(content=DELTA_TEXT.decode(data).text) + b"\n\n"
+                )
+            # more than text: the upstream's delta fields verbatim, logprobs on the choice
+            text, fields, logprobs = delta_parts(data)
+            chunk = self._chunk(content=text or None, fields=fields, logprobs=logprobs)
+            return head + b"data: " + chunk + b"\n\n"
         if event.kind == "status":
             return head + b"data: " + self._chunk(role="assistant", content="") + b"\n\n"
         payload = msgspec.json.decode(event.data)
