@@ -13,7 +13,7 @@ import pytest
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
 from devstack.upstream import ScriptedUpstream
-from tests.support.servers import ProcessServer, ThreadServer
+from tests.support.servers import ProcessServer, ThreadServer, wait_http
 
 MODEL = "upstream-model"
 
@@ -30,6 +30,9 @@ def node_env(
     aws_env: dict[str, str], upstream: tuple[ScriptedUpstream, ThreadServer]
 ) -> dict[str, str]:
     _, server = upstream
+    # moto's threaded server may still be binding its port on a loaded machine: a node
+    # that finds it closed exits on start
+    wait_http(aws_env["DYNAMODB_ENDPOINT_URL"])
     return {
         **aws_env,
         "STREAMS_TABLE": f"streams-{uuid.uuid4().hex[:8]}",
