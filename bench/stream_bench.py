@@ -56,6 +56,29 @@ NODE_CPUS = "0" if _CORES >= 2 else None
 HARNESS_CPUS = ",".join(str(c) for c in range(1, _CORES)) if _CORES >= 2 else None
 
 
+# --tool-calls: each stream is one tool call whose arguments come in ~`tokens` fragments
+# (the scripted upstream's `/tool NAME {JSON}`); fragments are counted, not stamped.
+TOOL_CALLS = False
+_TOOLS = [{"type": "function", "function": {"name": "save", "parameters": {"type": "object"}}}]
+_FRAGMENT = b'"arguments"'
+
+
+def chat_body(tokens: int) -> dict[str, object]:
+    """A stream's request: ``tokens`` text tokens, or a tool call of ~``tokens`` fragments."""
+    if not TOOL_CALLS:
+        return {
+            "model": "upstream-model",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": tokens,
+        }
+    arguments = json.dumps({"items": [f"item {i}" for i in range(max(1, tokens // 6))]})
+    return {
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": f"/tool save {arguments}"}],
+        "tools": _TOOLS,
+    }
+
+
 @dataclass
 class Run:
     """What one phase measured. Only tokens emitted inside ``window`` (wall-clock ns) and
@@ -98,6 +121,13 @@ async def _consume(reader: asyncio.StreamReader, run: Run, started_ns: int) -> N
         if cut < 2:
             continue
         complete, buffer = buffer[:cut], buffer[cut:]
+        if TOOL_CALLS:  # fragments carry no emit stamp: counted, for the CPU per fragment
+            fragments = complete.count(_FRAGMENT)
+            run.relayed += fragments
+            run.tokens += fragments
+            if first and fragments:
+                run.ttft_ms.append((now_ns - started_ns) / 1e6)
+                first = False
         for stamp in STAMP.findall(complete):
             emitted = int(stamp)
             run.relayed += 1
@@ -120,14 +150,7 @@ def _post(path: str, port: int, body: bytes, token: str | None = None) -> bytes:
 
 
 async def direct_stream(port: int, tokens: int, run: Run) -> None:
-    body = json.dumps(
-        {
-            "model": "upstream-model",
-            "messages": [{"role": "user", "content": "x"}],
-            "max_tokens": tokens,
-            "stream": True,
-        }
-    ).encode()
+    body = json.dumps({**chat_body(tokens), "stream": True}).encode()
     started = time.time_ns()
     try:
         reader, writer = await _http("127.0.0.1", port, _post("/v1/chat/completions", port, body))
@@ -138,13 +161,7 @@ async def direct_stream(port: int, tokens: int, run: Run) -> None:
 
 
 async def node_stream(port: int, token: str, tokens: int, run: Run) -> None:
-    body = json.dumps(
-        {
-            "model": "upstream-model",
-            "messages": [{"role": "user", "content": "x"}],
-            "max_tokens": tokens,
-        }
-    ).encode()
+    body = json.dumps(chat_body(tokens)).encode()
     started = time.time_ns()
     try:
         url = await create_stream(port, token, body, run)
@@ -444,7 +461,17 @@ def main() -> None:
         action="store_true",
         help="measure while new streams keep starting (see run_level); results get a -churn suffix",
     )
+    parser.add_argument(
+        "--tool-calls",
+        action="store_true",
+        help="each stream is one tool call of ~TOKENS arguments fragments: the node's CPU per "
+        "fragment (SSE; fragments are counted, latency is not stamped); results get -tools",
+    )
     args = parser.parse_args()
+    global TOOL_CALLS
+    TOOL_CALLS = args.tool_calls
+    if TOOL_CALLS and args.transports != "sse":
+        parser.error("--tool-calls reads over SSE only")
     if args.quick:
         args.levels, args.tokens, args.idle = "50,100", 40, 300
     raise_fd_limit()
@@ -622,6 +649,7 @@ def main() -> None:
         "stream_bench"
         + ("-dynamodb" if args.store == "dynamodb" else "")
         + ("-churn" if args.churn else "")
+        + ("-tools" if args.tool_calls else "")
     )
     (RESULTS / f"{name}.md").write_text(table)
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))

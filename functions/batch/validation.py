@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from core import json_input
 from core.errors import InvalidRequest, PayloadTooLarge
 from core.settings import Settings
 from functions.batch.schemas import SUPPORTED_ENDPOINTS, InputLine
@@ -98,7 +99,7 @@ def parse_line(line: RawLine) -> InputLine:
     except UnicodeDecodeError as exc:
         raise _fail(line.number, "is not valid UTF-8.", "invalid_encoding") from exc
     try:
-        return _line_decoder.decode(text)
+        return json_input.decode(text, decoder=_line_decoder)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise _fail(
             line.number,
@@ -149,7 +150,7 @@ def validate_jsonl(
             )
         seen[custom_id] = line.number
         try:
-            probe = _body_decoder.decode(request.body)
+            probe = json_input.decode(request.body, decoder=_body_decoder)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise _fail(line.number, "'body' must be a JSON object.", "invalid_body") from exc
         if isinstance(probe.model, str):

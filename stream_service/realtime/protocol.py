@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from core import json_input
+
 ErrorType = Literal["invalid_request_error", "server_error", "rate_limit_error"]
 
 # Close codes: 1000 a normal end; 1008 refused (auth, limits, unknown session); 1011 the
@@ -157,14 +159,14 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 def read_envelope(data: str | bytes) -> Envelope:
     """The type and event_id of a frame; a frame that is not a JSON object has neither."""
     try:
-        return _envelope_decoder.decode(data)
+        return json_input.decode(data, decoder=_envelope_decoder)  # type: ignore[no-any-return]
     except msgspec.DecodeError:
         return Envelope()  # not JSON, or type / event_id are not strings
 
 
 def decode_client_event(data: str | bytes) -> ClientEvent:
     try:
-        event: ClientEvent = _client_decoder.decode(data)
+        event: ClientEvent = json_input.decode(data, decoder=_client_decoder)
         return event
     except msgspec.DecodeError as exc:
         if not isinstance(exc, msgspec.ValidationError):

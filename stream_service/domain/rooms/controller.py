@@ -15,6 +15,7 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from core import json_input
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.http.auth import AuthPrincipal
 from stream_service.rooms.service import RoomService
@@ -55,7 +56,7 @@ class RoomsController(Controller):
         room_id: FromPath[str],
     ) -> dict[str, Any]:
         try:
-            body = _add_member.decode(await request.body())
+            body = json_input.decode(await request.body(), decoder=_add_member)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(
                 f'Body must be JSON {{"user": "<user id>"}}: {exc}', param="user"

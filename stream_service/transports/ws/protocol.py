@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from core import json_input
 from core.ids import STREAM_ID
 
 _encode = msgspec.json.encode
@@ -55,7 +56,7 @@ _MAX_ID = 128
 def decode(data: str | bytes) -> tuple[str, dict[str, Any]]:
     """(type, the other fields) of a client frame, or :class:`ProtocolError`."""
     try:
-        raw = msgspec.json.decode(data)
+        raw = json_input.decode(data)
     except msgspec.DecodeError:
         raise ProtocolError("invalid_message", "A frame must be a JSON object.") from None
     if not isinstance(raw, dict):

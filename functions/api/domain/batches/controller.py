@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery
 
+from core import json_input
 from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal
 from core.settings import Settings
@@ -38,7 +39,7 @@ class BatchesController(Controller):
         self, request: Request[Any, Any, Any], principal: AuthPrincipal
     ) -> dict[str, Any]:
         try:
-            body = msgspec.json.decode(await request.body(), type=CreateBatch)
+            body = json_input.decode(await request.body(), type=CreateBatch)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(
                 'Expected {"input_file_id", "endpoint", "completion_window"}: ' + str(exc),

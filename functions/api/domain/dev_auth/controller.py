@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, post
 
+from core import json_input
 from core.auth.dev import DevTokens
 from core.errors import InvalidRequest
 
@@ -26,7 +27,7 @@ class DevTokenController(Controller):
     async def mint(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await request.body()
         try:
-            data = msgspec.json.decode(body or b"{}", type=TokenRequest)
+            data = json_input.decode(body or b"{}", type=TokenRequest)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f'Expected {{"sub": "<user id>"}}: {exc}') from exc
         if not _SUB_RE.match(data.sub):

@@ -15,6 +15,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
+from core import json_input
 from core.errors import InvalidRequest, PayloadTooLarge
 from core.http.auth import AuthPrincipal
 from core.settings import Settings
@@ -74,7 +75,7 @@ class FilesController(Controller):
         self, request: Request[Any, Any, Any], principal: AuthPrincipal
     ) -> dict[str, Any]:
         try:
-            body = msgspec.json.decode(await request.body(), type=CreateUpload)
+            body = json_input.decode(await request.body(), type=CreateUpload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequest(
                 f'Expected {{"filename", "bytes", "purpose": "batch"}}: {exc}'

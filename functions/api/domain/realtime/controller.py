@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, post
 
+from core import json_input
 from core.auth.realtime_keys import RealtimeKeys
 from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal
@@ -52,7 +53,7 @@ class RealtimeController(Controller):
     ) -> dict[str, Any]:
         body = await request.body()
         try:
-            data = msgspec.json.decode(body or b"{}", type=ClientSecretRequest)
+            data = json_input.decode(body or b"{}", type=ClientSecretRequest)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"Invalid request body: {exc}") from exc
         ttl = data.expires_after.seconds if data.expires_after else DEFAULT_TTL_S
