@@ -72,6 +72,14 @@ class _Chunk(msgspec.Struct, gc=False):
     usage: _Usage | None = None
     error: dict[str, Any] | None = None
 
+    @property
+    def plain(self) -> bool:
+        """Every choice is text only (no other delta field set, no logprobs)."""
+        for choice in self.choices:
+            if choice.logprobs is not None or not choice.delta.plain:
+                return False
+        return True
+
 
 class _AnyChoice(msgspec.Struct, gc=False):
     delta: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -101,28 +109,6 @@ class _Completion(msgspec.Struct):
 
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _any_chunk_decoder = msgspec.json.Decoder(_AnyChunk)
-
-
-def _decode_chunk(data: bytes) -> tuple[list[UpstreamEvent], str | None, _Usage | None]:
-    """One SSE data line: its deltas, its finish_reason (or None), its usage (or None)."""
-    try:
-        chunk = _chunk_decoder.decode(data)
-    except msgspec.ValidationError:
-        return _decode_any_chunk(data)  # a delta field beyond the usual ones
-    if chunk.error is not None:
-        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
-    out: list[UpstreamEvent] = []
-    reason = None
-    for choice in chunk.choices:
-        delta = choice.delta
-        if delta.plain and choice.logprobs is None:
-            if delta.content:
-                out.append(TokenDelta(delta.content))
-        else:
-            return _decode_any_chunk(data)
-        if choice.finish_reason:
-            reason = choice.finish_reason
-    return out, reason, chunk.usage
 
 
 def _decode_any_chunk(data: bytes) -> tuple[list[UpstreamEvent], str | None, _Usage | None]:
@@ -226,11 +212,24 @@ class OpenAIProvider(ModelProvider):
                         data = line[5:].strip()
                         if data == b"[DONE]":
                             break
-                        events, finished, reported = _decode_chunk(data)
-                        for event in events:
-                            yield event
-                        if finished:
-                            reason = finished
+                        try:
+                            chunk = _chunk_decoder.decode(data)
+                        except msgspec.ValidationError:
+                            chunk = None  # a delta field beyond the usual ones
+                        if chunk is not None and chunk.error is None and chunk.plain:
+                            # the per-token path: text only, no dict
+                            for choice in chunk.choices:
+                                if choice.delta.content:
+                                    yield TokenDelta(choice.delta.content)
+                                if choice.finish_reason:
+                                    reason = choice.finish_reason
+                            reported = chunk.usage
+                        else:  # more than text (or an error): decoded whole
+                            events, finished, reported = _decode_any_chunk(data)
+                            for event in events:
+                                yield event
+                            if finished:
+                                reason = finished
                         if reported is not None:
                             usage = _usage(reported)
         except openai.APIError as exc:
