@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     batch_backoff_max_s: float = Field(default=20.0, ge=0)
     batch_status_check_s: float = Field(default=0.5, ge=0)
     batch_finalize_lease_s: int = Field(default=300, gt=0)
+    # The batch worker stops starting upstream calls this long before its invocation ends
+    # and hands what is left back to the queue (functions/batch/budget.py).
+    batch_handback_margin_s: float = Field(default=15.0, ge=0)
     batch_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
     batch_inline_content_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     batch_min_window_s: int = Field(default=60, gt=0)

@@ -5,7 +5,10 @@ a worker that died between writing results and deleting its message, skips the l
 already done and adds no duplicate. Upstream calls share one semaphore per process
 (``BATCH_CONCURRENCY``) and are retried with exponential backoff and full jitter on 429
 (honouring Retry-After) and retryable 5xx, up to ``BATCH_MAX_ATTEMPTS``; a line that
-keeps failing is written as failed and lands in the error file.
+keeps failing is written as failed and lands in the error file. Every call is bounded by
+``OPENAI_TIMEOUT_S`` (a timeout is a retryable upstream error), and no call or retry starts
+that could outlive the invocation (:mod:`functions.batch.budget`): such a chunk is handed
+back (:class:`~functions.batch.budget.OutOfTime`) with the lines done so far saved.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from core.providers import ModelProvider
 from core.providers.base import Completion
 from core.schemas.chat import parse_chat_request
 from core.settings import Settings
+from functions.batch.budget import Budget
 from functions.batch.finalizer import Finalizer
 from functions.batch.queue import decode_message
 from functions.batch.schemas import (
@@ -50,6 +54,7 @@ class WorkerStats:
     lines_skipped: int = 0
     duplicates: int = 0
     upstream_retries: int = 0
+    handed_back: int = 0  # messages that ran out of invocation time (batchItemFailures)
     finalized: list[str] = field(default_factory=list)
 
 
@@ -85,20 +90,26 @@ class BatchWorker:
             self._semaphore = asyncio.Semaphore(self.settings.batch_concurrency)
         return self._semaphore
 
-    async def handle_body(self, body: str | bytes) -> None:
-        """Run one SQS message body. Raises to have the message retried (or dead-lettered)."""
+    def unbounded(self) -> Budget:
+        return Budget.unbounded(self.settings.openai_timeout_s)
+
+    async def handle_body(self, body: str | bytes, budget: Budget | None = None) -> None:
+        """Run one SQS message body. Raises to have the message retried (or dead-lettered);
+        :class:`~functions.batch.budget.OutOfTime` when ``budget`` ran out first."""
         message = decode_message(body)
         if isinstance(message, FinalizeMessage):
             await self._finalize(message.batch_id)
         else:
-            await self.run_chunk(message)
+            await self.run_chunk(message, budget or self.unbounded())
 
     async def _finalize(self, batch_id: str, chunks_done: int = 0) -> None:
         ended = await asyncio.to_thread(self.finalizer.finalize, batch_id, chunks_done)
         if ended is not None:
             self.stats.finalized.append(ended.id)
 
-    async def run_chunk(self, message: ChunkMessage) -> None:
+    async def run_chunk(self, message: ChunkMessage, budget: Budget | None = None) -> None:
+        budget = budget or self.unbounded()
+        budget.require()  # not even one call fits: hand it back untouched
         batch = await asyncio.to_thread(self.store.get_batch, message.batch_id)
         if batch is None:
             log.warning("dropping a chunk of unknown batch %s", message.batch_id)
@@ -122,7 +133,8 @@ class BatchWorker:
                 if raw.data.strip() and raw.number not in done
             ]
             outcomes = await asyncio.gather(
-                *(self._run_line(batch, raw, gate) for raw in lines), return_exceptions=True
+                *(self._run_line(batch, raw, gate, budget) for raw in lines),
+                return_exceptions=True,
             )
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if errors:  # results so far are saved; the retry skips them
@@ -130,13 +142,17 @@ class BatchWorker:
         chunks_done = await asyncio.to_thread(self.store.mark_chunk_done, batch.id, message.chunk)
         await self._finalize(batch.id, chunks_done)
 
-    async def _run_line(self, batch: BatchRecord, raw: RawLine, gate: _Gate) -> None:
+    async def _run_line(
+        self, batch: BatchRecord, raw: RawLine, gate: _Gate, budget: Budget
+    ) -> None:
         try:
-            await self._execute_line(batch, raw, gate)
+            await self._execute_line(batch, raw, gate, budget)
         except _Skipped:
             self.stats.lines_skipped += 1
 
-    async def _execute_line(self, batch: BatchRecord, raw: RawLine, gate: _Gate) -> None:
+    async def _execute_line(
+        self, batch: BatchRecord, raw: RawLine, gate: _Gate, budget: Budget
+    ) -> None:
         started = False
         request_id = f"req_{uuid.uuid4().hex}"
         request = parse_line(raw)
@@ -157,7 +173,7 @@ class BatchWorker:
                 await self.provider.require_model(chat.model)
                 return await self.provider.complete(chat)
 
-            result = await self.with_retries(call)
+            result = await self.with_retries(call, budget)
         except ApiError as exc:
             if not started and not await gate.open():
                 raise _Skipped from exc
@@ -182,14 +198,19 @@ class BatchWorker:
         else:
             self.stats.lines_failed += 1
 
-    async def with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Bounded concurrency, exponential backoff with full jitter, Retry-After honoured."""
+    async def with_retries(
+        self, call: Callable[[], Awaitable[T]], budget: Budget | None = None
+    ) -> T:
+        """Bounded concurrency, exponential backoff with full jitter, Retry-After honoured;
+        each attempt bounded by ``OPENAI_TIMEOUT_S`` and started only within ``budget``."""
+        budget = budget or self.unbounded()
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self.semaphore:
-                    return await call()
+                    budget.require()  # checked once a slot is free: waiting took time
+                    return await self._bounded(call, budget.call_timeout_s)
             except RateLimited as exc:
                 if attempt >= self.settings.batch_max_attempts:
                     raise
@@ -198,8 +219,22 @@ class BatchWorker:
                 if not exc.retryable or attempt >= self.settings.batch_max_attempts:
                     raise
                 delay = self.backoff(attempt)
+            delay = min(delay, self.settings.batch_backoff_max_s)
+            budget.require(after_s=delay)
             self.stats.upstream_retries += 1
-            await self._sleep(min(delay, self.settings.batch_backoff_max_s))
+            await self._sleep(delay)
+
+    @staticmethod
+    async def _bounded(call: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await call()
+        except TimeoutError as exc:
+            raise UpstreamError(
+                f"The model provider did not answer within {timeout_s:g} s (OPENAI_TIMEOUT_S).",
+                status_code=504,
+                retryable=True,
+            ) from exc
 
     def backoff(self, attempt: int) -> float:
         cap = self.settings.batch_backoff_max_s

@@ -68,4 +68,4 @@ class FakeContext:
     log_stream_name: str = "stream"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return 300_000  # the batch worker's default timeout (a fresh invocation)
