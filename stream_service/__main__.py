@@ -4,12 +4,15 @@ SIGTERM drains the node before uvicorn stops: new streams are refused (503), con
 clients are told to reconnect (an SSE ``retry:`` hint, then the connection closes), and
 running producers finish and flush, all within ``DRAIN_S``. ``WORKERS`` > 1 runs that many
 such nodes behind the one port (:mod:`stream_service.workers`).
+On ECS behind an ALB the drain starts earlier, before the ALB's deregistration delay runs
+out (:mod:`stream_service.aws.task_stop`), so no client meets the load balancer's cut.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import math
@@ -17,15 +20,19 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 import prometheus_client
 import uvicorn
 from pydantic import ValidationError
 
 from core.settings import InsecureConfiguration, get_settings, require_safe_exposure
-from stream_service.app import create_app
-from stream_service.config import get_stream_settings
+from stream_service.app import NodeGauges, create_app
+from stream_service.aws.cloudwatch import ACTIVE_STREAMS, BUS_CONNECTED, CloudWatchReporter, Gauge
+from stream_service.aws.task_stop import TaskStopWatch
+from stream_service.config import StreamSettings, get_stream_settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime.frames import ws_protocol
 from stream_service.realtime.settings import get_realtime_settings
@@ -35,26 +42,47 @@ from stream_service.workers import Supervisor, reuseport_socket, worker_node_id
 log = logging.getLogger("rtai.stream")
 
 
+Background = Callable[["DrainingServer"], Coroutine[Any, Any, None]]
+
+
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, engine: StreamEngine) -> None:
+    """uvicorn that drains the engine before it stops, and runs the node's background
+    jobs (the ECS task-stop watch, the CloudWatch reporter) while it serves."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        engine: StreamEngine,
+        background: list[Background] | None = None,
+    ) -> None:
         super().__init__(config)
         self.engine = engine
+        self.background = background or []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        jobs = [asyncio.create_task(job(self)) for job in self.background]
+        try:
+            await super().serve(sockets)
+        finally:
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self._drain is None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._begin_drain)
+            self._loop.call_soon_threadsafe(self.begin_drain, "SIGTERM")
             return
         super().handle_exit(sig, frame)
 
-    def _begin_drain(self) -> None:
+    def begin_drain(self, why: str) -> None:
+        """Start the drain (once; on the event loop): the node exits when it is done."""
         if self._drain is None:
-            log.warning("SIGTERM: draining for up to %.0f s", self.engine.config.drain_s)
+            log.warning("%s: draining for up to %.0f s", why, self.engine.config.drain_s)
             self._drain = asyncio.create_task(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:
@@ -142,7 +170,38 @@ def serve(args: argparse.Namespace, reuse_port: bool = False) -> None:
     # A worker binds once its app is built: the kernel hands connections to a bound socket
     # at once, and they would wait there for the app.
     sockets = [reuseport_socket(args.host, args.port)] if reuse_port else None
-    DrainingServer(config, app.state.engine).run(sockets=sockets)
+    background = aws_jobs(get_stream_settings(), app.state.node_gauges)
+    DrainingServer(config, app.state.engine, background).run(sockets=sockets)
+
+
+def aws_jobs(config: StreamSettings, gauges: NodeGauges) -> list[Background]:
+    """On ECS: the task-stop watch (hand-over before the ALB's cut) and the CloudWatch
+    reporter, each only when configured."""
+    jobs: list[Background] = []
+    metadata_uri = config.ecs_container_metadata_uri_v4
+    if metadata_uri and config.deregistration_delay_s > 0:
+
+        async def watch_task_stop(server: DrainingServer) -> None:
+            watch = TaskStopWatch(
+                metadata_uri,
+                deregistration_delay_s=config.deregistration_delay_s,
+                lead_s=config.drain_s + config.handoff_margin_s,
+                begin_drain=lambda: server.begin_drain("ECS stops this task (hand-over)"),
+            )
+            await watch.run()
+
+        jobs.append(watch_task_stop)
+    if config.emf_interval_s > 0:
+        metrics = [Gauge(ACTIVE_STREAMS, gauges.active_streams)]
+        if gauges.has_shared_bus:
+            metrics.append(Gauge(BUS_CONNECTED, gauges.bus_connected))
+        reporter = CloudWatchReporter(metrics, config.emf_interval_s)
+
+        async def report(_: DrainingServer) -> None:
+            await reporter.run()
+
+        jobs.append(report)
+    return jobs
 
 
 def serve_metrics_port(engine: StreamEngine, host: str) -> None:

@@ -32,12 +32,33 @@ from stream_service.domain.ui_chat import UiChatController, build_ui_chat
 from stream_service.domain.ws.controller import ws_chat, ws_ticket
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime import realtime_routes
+from stream_service.rooms.service import RoomService
 from stream_service.store import StreamStore
 from stream_service.store.dynamodb import DynamoStreamStore
 from stream_service.store.memory import MemoryStore
 from stream_service.transports.ws.config import get_ws_settings
 from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
+
+
+class NodeGauges:
+    """What the node reports about itself (CloudWatch, stream_service/aws/cloudwatch.py)."""
+
+    def __init__(self, engine: StreamEngine, rooms: RoomService) -> None:
+        self._engine = engine
+        self._rooms = rooms
+
+    def active_streams(self) -> float:
+        """Producers running on this node."""
+        return self._engine.metrics.registry.get_sample_value("rtai_stream_active_streams") or 0.0
+
+    @property
+    def has_shared_bus(self) -> bool:
+        """True with a bus other nodes are on (``BUS_URL``): only then can it be down."""
+        return self._rooms.bus.shared
+
+    def bus_connected(self) -> float:
+        return 1.0 if self._rooms.bus.health().connected else 0.0
 
 
 def build_store(settings: Settings, config: StreamSettings) -> StreamStore:
@@ -148,6 +169,7 @@ def create_app(
                 "engine": engine,
                 "verifier": verifier,
                 "url_tokens": url_tokens,
+                "node_gauges": NodeGauges(engine, rooms),
             }
         ),
         openapi_config=None,

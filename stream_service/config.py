@@ -60,8 +60,21 @@ class StreamSettings(BaseSettings):
     retain_events: int = Field(default=32, ge=1)
     # Stored events live this long (DynamoDB TTL).
     stream_ttl_s: int = Field(default=24 * 3600, gt=0)
-    # SIGTERM: the bound on draining (the ALB deregistration delay matches it).
+    # The drain (SIGTERM, or the hand-over before the load balancer's deregistration delay
+    # ends): clients are told to reconnect, running producers get this long to finish.
+    # ECS's stopTimeout is DRAIN_S + 5 s (infra).
     drain_s: float = Field(default=30.0, gt=0)
+    # Behind an ALB on ECS: how long the ALB keeps this task's connections once ECS asks
+    # the task to stop (the target group's deregistration delay). The node starts its drain
+    # DRAIN_S + HANDOFF_MARGIN_S before that ends (stream_service/aws/task_stop.py).
+    # 0: no hand-over before SIGTERM.
+    deregistration_delay_s: float = Field(default=0.0, ge=0)
+    handoff_margin_s: float = Field(default=5.0, ge=0)
+    # Set by ECS in every container (task metadata endpoint v4); None outside ECS.
+    ecs_container_metadata_uri_v4: str | None = None
+    # CloudWatch: the node's own metrics (ActiveStreams, BusConnected) as an EMF line on
+    # stdout this often (stream_service/aws/cloudwatch.py); 0: none (the infra sets 60).
+    emf_interval_s: float = Field(default=0.0, ge=0)
     # SSE `retry:` hint, in ms, sent at connect and when a draining node asks clients to reconnect.
     retry_ms: int = Field(default=1000, ge=0)
     # uvicorn's HTTP keep-alive: above the load balancer's idle timeout (the ALB's 120 s by
