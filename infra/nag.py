@@ -7,7 +7,8 @@ its reason; IAM5 wildcard findings are acknowledged one by one (``AwsSolutions-I
 
 The only generic ones are here: findings on the Lambda-backed custom resources that
 aws-cdk-lib adds by itself (``Custom::*`` providers: web content deployment, bucket
-auto-delete, default-SG restriction, cross-region reference readers/writers). Their code,
+auto-delete, default-SG restriction, cross-region reference readers/writers, the
+AwsCustomResource handler). Their code,
 runtime and roles are aws-cdk-lib's, not this app's.
 """
 
@@ -21,7 +22,13 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 PACK = "AwsSolutions"
-_CDK_HELPER_PREFIXES = ("Custom::", "ExportsReader", "ExportsWriter")
+# ``AWS679f...``: the singleton handler of aws-cdk-lib's AwsCustomResource.
+_CDK_HELPER_PREFIXES = (
+    "Custom::",
+    "ExportsReader",
+    "ExportsWriter",
+    "AWS679f53fac002430cb0da5b7982bd2287",
+)
 BASIC_EXECUTION_ROLE = (
     "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 )

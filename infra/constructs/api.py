@@ -34,7 +34,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import AppConfig
+from infra.config import WORKER_HANDBACK_MARGIN_S, AppConfig
 from infra.constructs.retention import retention as log_retention
 from infra.constructs.runtime_env import SharedResources, grant_files, runtime_environment
 from infra.nag import BASIC_EXECUTION_ROLE, acknowledge
@@ -152,6 +152,12 @@ class Api(Construct):
                 "POWERTOOLS_SERVICE_NAME": "rtai-batch-worker",
                 # The finalizer's lease must cover one worker invocation (docs/batch.md).
                 "BATCH_FINALIZE_LEASE_S": str(api_cfg.worker_timeout_s),
+                # One upstream call's bound; a call starts only if it ends the margin before
+                # the invocation does (else the message is handed back). The worker retries
+                # itself: no SDK retries on top. Checked at synth: call + margin < timeout.
+                "OPENAI_TIMEOUT_S": str(api_cfg.worker_call_timeout_s),
+                "OPENAI_MAX_RETRIES": "0",
+                "BATCH_HANDBACK_MARGIN_S": str(WORKER_HANDBACK_MARGIN_S),
             },
             retention=retention,
         )

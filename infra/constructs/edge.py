@@ -18,6 +18,14 @@ Streaming lessons encoded here:
   header except ``Host`` (API Gateway rejects a foreign Host). CloudFront refuses
   ``Authorization`` in an allow-list origin request policy, which is why this is a deny-list;
   WebSocket handshakes (``Upgrade``, ``Sec-WebSocket-*``) pass the same way.
+* ``/api/*`` waits up to 60 s (a custom origin's maximum without a quota raise), above API
+  Gateway's 30 s: API Gateway's (or the function's own) answer reaches the client, never a
+  CloudFront 504 that an SDK would retry.
+
+Only CloudFront reaches the ALB: CloudFront creates a security group of its own for the VPC
+origin's ENIs in this VPC (``CloudFront-VPCOrigins-Service-SG``); once the VPC origin
+exists, a deploy-time lookup reads that group's id and the ALB admits it, and nothing else,
+on port 80. A lookup that finds no such group fails the deploy (never an open ALB).
 """
 
 from __future__ import annotations
@@ -27,19 +35,23 @@ from pathlib import Path
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.config import AppConfig
+from infra.config import API_ORIGIN_READ_TIMEOUT_S, AppConfig
 from infra.constructs.retention import retention as log_retention
 from infra.nag import acknowledge, nag_resource
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 # The ALB's stickiness cookies (duration-based stickiness); CloudFront must forward them.
 STICKY_COOKIES = ("AWSALB", "AWSALBCORS")
+# The security group CloudFront creates in the VPC for a VPC origin's ENIs.
+VPC_ORIGIN_SECURITY_GROUP = "CloudFront-VPCOrigins-Service-SG"
 _PRICE_CLASSES = {
     "PriceClass_100": cloudfront.PriceClass.PRICE_CLASS_100,
     "PriceClass_200": cloudfront.PriceClass.PRICE_CLASS_200,
@@ -56,6 +68,8 @@ class WebEdge(Construct):
         config: AppConfig,
         api_domain: str,
         alb: elbv2.IApplicationLoadBalancer,
+        alb_security_group: ec2.ISecurityGroup,
+        vpc: ec2.IVpc,
         logs_bucket: s3.IBucket,
         web_acl_arn: str | None,
     ) -> None:
@@ -91,17 +105,26 @@ class WebEdge(Construct):
             api_domain,
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
             origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
-            read_timeout=Duration.seconds(stream.origin_read_timeout_s),
+            read_timeout=Duration.seconds(API_ORIGIN_READ_TIMEOUT_S),
             keepalive_timeout=Duration.seconds(stream.origin_keepalive_s),
         )
-        stream_origin = origins.VpcOrigin.with_application_load_balancer(
-            alb,
+        self.vpc_origin = cloudfront.VpcOrigin(
+            self,
+            "StreamVpcOrigin",
+            endpoint=cloudfront.VpcOriginEndpoint.application_load_balancer(alb),
             http_port=80,
             # CloudFront -> VPC origin traffic stays on the AWS network inside this VPC.
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            vpc_origin_name=f"{config.name}-stream",
+        )
+        stream_origin = origins.VpcOrigin.with_vpc_origin(
+            self.vpc_origin,
+            domain_name=alb.load_balancer_dns_name,
             read_timeout=Duration.seconds(stream.origin_read_timeout_s),
             keepalive_timeout=Duration.seconds(stream.origin_keepalive_s),
-            vpc_origin_name=f"{config.name}-stream",
+        )
+        self._admit_vpc_origin_only(
+            alb_security_group, vpc, log_retention(config.observability.log_retention_days)
         )
         self.distribution = cloudfront.Distribution(
             self,
@@ -183,6 +206,59 @@ class WebEdge(Construct):
                 " month idle; every API route but health is behind the Cognito JWT and API"
                 " Gateway throttles per stage.",
             )
+
+    def _admit_vpc_origin_only(
+        self,
+        alb_security_group: ec2.ISecurityGroup,
+        vpc: ec2.IVpc,
+        retention: logs.RetentionDays,
+    ) -> None:
+        """The ALB's only ingress rule: port 80 from the VPC origin's security group."""
+        lookup = cr.AwsCustomResource(
+            self,
+            "VpcOriginSecurityGroup",
+            on_update=cr.AwsSdkCall(
+                service="EC2",
+                action="describeSecurityGroups",
+                parameters={
+                    "Filters": [
+                        {"Name": "group-name", "Values": [VPC_ORIGIN_SECURITY_GROUP]},
+                        {"Name": "vpc-id", "Values": [vpc.vpc_id]},
+                    ]
+                },
+                # Re-read when the VPC origin is replaced (a new one, a new group).
+                physical_resource_id=cr.PhysicalResourceId.of(self.vpc_origin.vpc_origin_id),
+                output_paths=["SecurityGroups.0.GroupId"],
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(
+                resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE
+            ),
+            install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(
+                self,
+                "VpcOriginLookupLogs",
+                retention=retention,
+                removal_policy=RemovalPolicy.DESTROY,
+            ),
+        )
+        lookup.node.add_dependency(self.vpc_origin)
+        self.alb_ingress = ec2.CfnSecurityGroupIngress(
+            self,
+            "AlbFromVpcOrigin",
+            group_id=alb_security_group.security_group_id,
+            ip_protocol="tcp",
+            from_port=80,
+            to_port=80,
+            source_security_group_id=lookup.get_response_field("SecurityGroups.0.GroupId"),
+            description="CloudFront VPC origin only (its own security group)",
+        )
+        acknowledge(
+            lookup,
+            "AwsSolutions-IAM5",
+            "ec2:DescribeSecurityGroups supports no resource-level permissions; the lookup"
+            " reads the VPC origin's security group id at deploy time.",
+            ["Resource::*"],
+        )
 
     def _dynamic(self, origin: cloudfront.IOrigin) -> cloudfront.BehaviorOptions:
         """A pass-through behaviour: every method, nothing cached, nothing compressed."""

@@ -4,12 +4,17 @@ The stream service logs one JSON line per finished stream
 (``{"event": "stream_done", "ttft_ms": ..., "tokens": ..., "duration_ms": ...}``); metric
 filters turn those into ``TimeToFirstTokenMs`` (namespace ``RealtimeAiStack/<prefix>-<env>``)
 and friends, whose p95 is the number users feel. Alarms treat missing data as OK: an idle
-app is healthy.
+app is healthy (except the bus and healthy-host alarms: silence there means nothing runs).
+
+Alarms go to an SNS topic with ``observability.alarm_email`` subscribed and/or to an existing
+topic (``observability.alarm_topic_arn``: a pager, AWS Chatbot). With
+``observability.require_alarm_destination`` (prod) and neither set, the synth stops with an
+error: an alarm nobody receives is no alarm.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -22,7 +27,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.constructs.api import Api
-from infra.constructs.stream_service import StreamService
+from infra.constructs.stream_service import BUS_CONNECTED_METRIC, StreamService
 from infra.nag import acknowledge
 
 NAMESPACE = "RealtimeAiStack"
@@ -40,6 +45,7 @@ class Observability(Construct):
         api: Api,
         stream: StreamService,
         tables: list[dynamodb.ITable],
+        bus_enabled: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         obs = config.observability
@@ -48,6 +54,21 @@ class Observability(Construct):
         )
         if obs.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(obs.alarm_email))
+        self.destinations: list[sns.ITopic] = [self.topic]
+        if obs.alarm_topic_arn:
+            self.destinations.append(
+                sns.Topic.from_topic_arn(self, "AlarmDestination", obs.alarm_topic_arn)
+            )
+        if not obs.has_alarm_destination:
+            message = (
+                f"{config.name}: alarms go to an SNS topic nobody is subscribed to. Set"
+                " observability.alarm_email or observability.alarm_topic_arn in cdk.json"
+                " (docs/deploy.md, 'Alarms')."
+            )
+            if obs.require_alarm_destination:
+                Annotations.of(self).add_error(message)
+            else:
+                Annotations.of(self).add_warning_v2("rtai:alarms-unrouted", message)
         acknowledge(
             self.topic,
             "AwsSolutions-SNS2",
@@ -137,6 +158,23 @@ class Observability(Construct):
                 "DynamoDB throttling",
             )
         self._alarm("TtftP95", ttft_p95, obs.ttft_p95_alarm_ms, "Time to first token p95 (ms)")
+        self.bus_connected: cloudwatch.Metric | None = None
+        if bus_enabled:
+            # Each task writes BusConnected (1/0) every minute; the minimum over the tasks
+            # is 0 as soon as one has lost the bus. No data at all means no task reports:
+            # breaching (the NoHealthyTargets alarm says why).
+            self.bus_connected = stream.own_metric(
+                config, BUS_CONNECTED_METRIC, "Minimum", "room bus connected (minimum over tasks)"
+            )
+            self._alarm(
+                "BusDisconnected",
+                self.bus_connected,
+                1,
+                "A stream task has lost the room bus (rooms do not reach other nodes)",
+                periods=3,
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                missing=cloudwatch.TreatMissingData.BREACHING,
+            )
 
         self.dashboard = self._dashboard(config, api, stream, tables, ttft_p95)
 
@@ -188,9 +226,10 @@ class Observability(Construct):
             treat_missing_data=missing,
             alarm_description=description,
         )
-        action = cw_actions.SnsAction(self.topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
+        for topic in self.destinations:
+            action = cw_actions.SnsAction(topic)
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
         self.alarms.append(alarm)
         return alarm
 
@@ -220,7 +259,7 @@ class Observability(Construct):
             cloudwatch.GraphWidget(
                 title="Streams",
                 left=[self.ttft.with_(statistic="SampleCount", label="finished streams")],
-                right=[stream.connections_per_task],
+                right=[stream.active_streams],
                 width=12,
             ),
             cloudwatch.GraphWidget(

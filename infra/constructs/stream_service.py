@@ -4,28 +4,33 @@ Streaming lessons encoded here (each one a config value validated in ``infra.con
 
 * ALB idle timeout > keepalive interval with margin: an SSE stream between two ``: ping``
   comments (or a quiet WebSocket) is otherwise cut at the ALB's default 60 s.
-* Deregistration delay == the service's drain time (``DRAIN_S``), ECS ``stopTimeout`` a bit
-  longer: on deploy or scale-in a node stops taking new streams, finishes the running ones,
-  tells its clients to reconnect, and only then is killed.
+* Deploys and scale-in never cut a stream: the target group's deregistration delay
+  (``stream.deregistration_delay_s``, 300 s) lets running streams finish where they run; the
+  app sees its task asked to stop (ECS task metadata) and hands its remaining clients over
+  (``retry:`` hint, WebSocket 1012) ``DRAIN_S`` + 5 s before the delay ends, so none meets
+  the ALB's cut; ECS ``stopTimeout`` (``DRAIN_S`` + 5, at most 120 s on Fargate) covers the
+  drain after SIGTERM. docs/deploy.md has the timeline.
 * Health checks on ``/stream/healthz`` (ALB and container), non-blocking ``awslogs`` (a slow
   log pipe must never stall token delivery), ``init`` as PID 1 (signals reach Python).
 * Sticky sessions (ALB cookie ``AWSALB``, forwarded by CloudFront): a resume usually lands on
   the producer's node (cheaper, lower latency); any node can still serve it (DynamoDB).
 * Least-outstanding-requests routing: long streams count as outstanding, so new streams go
   to the least busy node instead of round-robin piling onto one.
-* Autoscaling on concurrent connections per task (step scaling on ALB ActiveConnectionCount
-  / healthy hosts - request count is meaningless for long streams) and on CPU.
+* Autoscaling by target tracking on the service's own running streams per task (the
+  ``ActiveStreams`` metric each task writes in CloudWatch embedded metric format; ALB
+  ``ActiveConnectionCount`` counts both client->ALB and ALB->target connections, and
+  request count is meaningless for long streams) and on CPU.
 
 Only CloudFront reaches the ALB: it is *internal* (private IPs in isolated subnets, no route
-from the internet) and CloudFront connects through a VPC origin (ENIs inside this VPC). This
-needs no lookup at synth (unlike the managed prefix list) and no shared secret header.
-CloudFront supports WebSocket and long responses through VPC origins.
+from the internet), CloudFront connects through a VPC origin (ENIs inside this VPC), and the
+ALB's security group admits only the VPC origin's security group (``infra.constructs.edge``
+adds that rule once CloudFront has created the group). CloudFront supports WebSocket and
+long responses through VPC origins.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Size
-from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -34,7 +39,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.config import AppConfig
+from infra.config import HANDOFF_MARGIN_S, AppConfig
 from infra.constructs.network import Network
 from infra.constructs.retention import retention as log_retention
 from infra.constructs.runtime_env import SharedResources, runtime_environment
@@ -44,6 +49,14 @@ CONTAINER_PORT = 8080
 # Prometheus metrics (METRICS_PORT): reached from inside the VPC only, never by the ALB.
 METRICS_PORT = 9090
 HEALTH_PATH = "/stream/healthz"
+# The service's own metrics in CloudWatch (EMF lines on stdout, extracted by CloudWatch Logs).
+METRICS_NAMESPACE = "RealtimeAiStack"
+ACTIVE_STREAMS_METRIC = "ActiveStreams"
+BUS_CONNECTED_METRIC = "BusConnected"
+SERVICE_DIMENSION = "service"
+# One EMF line per task per minute: the metrics' resolution (target tracking reads 1-minute
+# periods).
+EMF_INTERVAL_S = 60
 _HEALTH_CMD = (
     "import urllib.request,sys;"
     f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}',"
@@ -103,14 +116,25 @@ class StreamService(Construct):
             environment={
                 **runtime_environment(config, shared),
                 "DRAIN_S": str(cfg.drain_s),
+                # The app hands its clients over DRAIN_S + 5 s before this runs out.
+                "DEREGISTRATION_DELAY_S": str(cfg.deregistration_delay_s),
+                "HANDOFF_MARGIN_S": str(HANDOFF_MARGIN_S),
+                # Below CloudFront's origin read timeout with margin (checked at synth).
+                "UPSTREAM_COMPLETE_S": str(cfg.upstream_complete_budget_s),
                 "AWS_REGION": Aws.REGION,
                 # uvicorn's keep-alive above the ALB idle timeout (the ALB closes first).
                 "HTTP_KEEPALIVE_S": str(cfg.service_http_keepalive_s),
                 "METRICS_PORT": str(METRICS_PORT),
+                # ActiveStreams / BusConnected in CloudWatch embedded metric format.
+                "EMF_INTERVAL_S": str(EMF_INTERVAL_S),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_SERVICE_NAME": self.metrics_service(config),
+                # Read by ARN and re-read on rotation (AWSCURRENT signs, AWSPREVIOUS still
+                # verifies), instead of a value frozen into the task when it started.
+                "URL_TOKEN_SECRET_ARN": shared.url_token_secret.secret_arn,
             },
             secrets={
                 "OPENAI_API_KEY": ecs.Secret.from_secrets_manager(shared.openai_api_key),
-                "URL_TOKEN_SECRET": ecs.Secret.from_secrets_manager(shared.url_token_secret),
             },
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="stream",
@@ -135,6 +159,7 @@ class StreamService(Construct):
         # Least privilege: the streams table only (batch jobs and files are the Lambdas').
         # Secrets are injected by ECS with the execution role, not read by the app.
         shared.streams_table.grant_read_write_data(self.task_definition.task_role)
+        shared.url_token_secret.grant_read(self.task_definition.task_role)
 
         self.task_security_group = ec2.SecurityGroup(
             self,
@@ -174,13 +199,8 @@ class StreamService(Construct):
             description="Internal ALB of the stream service (CloudFront VPC origin)",
             allow_all_outbound=False,
         )
-        # The ALB is internal: its addresses are private IPs in isolated subnets with no route
-        # from the internet, so "any IPv4" here can only be something inside this VPC - the
-        # CloudFront VPC-origin ENIs (whose security group CloudFront creates at deploy time,
-        # so it cannot be referenced at synth).
-        self.alb_security_group.add_ingress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "CloudFront VPC origin (internal ALB)"
-        )
+        # No ingress rule here: the only one is added by the edge, from the security group
+        # CloudFront creates for the VPC origin (nothing else in the VPC reaches the ALB).
         self.alb = elbv2.ApplicationLoadBalancer(
             self,
             "Alb",
@@ -205,7 +225,7 @@ class StreamService(Construct):
                     container_name="stream", container_port=CONTAINER_PORT
                 )
             ],
-            deregistration_delay=Duration.seconds(cfg.drain_s),
+            deregistration_delay=Duration.seconds(cfg.deregistration_delay_s),
             stickiness_cookie_duration=Duration.seconds(cfg.stickiness_s),
             load_balancing_algorithm_type=elbv2.TargetGroupLoadBalancingAlgorithmType.LEAST_OUTSTANDING_REQUESTS,
             health_check=elbv2.HealthCheck(
@@ -232,41 +252,40 @@ class StreamService(Construct):
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
-        self.connections_per_task = cloudwatch.MathExpression(
-            expression="IF(hosts > 0, conns / hosts, conns)",
-            using_metrics={
-                "conns": self.alb.metrics.active_connection_count(
-                    period=Duration.minutes(1), statistic="Sum"
-                ),
-                "hosts": self.target_group.metrics.healthy_host_count(
-                    period=Duration.minutes(1), statistic="Minimum"
-                ),
-            },
-            label="ALB connections per healthy task",
-            period=Duration.minutes(1),
+        # The service's own running streams per task, averaged over its tasks: what
+        # stream.streams_per_task means (ALB ActiveConnectionCount would count each stream
+        # twice, client->ALB and ALB->target, and every idle keep-alive connection).
+        self.active_streams = self.own_metric(
+            config, ACTIVE_STREAMS_METRIC, "Average", "running streams per task"
         )
-        target = cfg.connections_per_task
-        scaling.scale_on_metric(
-            "Connections",
-            metric=self.connections_per_task,
-            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-            scaling_steps=[
-                appscaling.ScalingInterval(upper=target * 0.3, change=-1),
-                appscaling.ScalingInterval(lower=target, change=1),
-                appscaling.ScalingInterval(lower=target * 1.5, change=2),
-            ],
-            cooldown=Duration.minutes(2),
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
+        scaling.scale_to_track_custom_metric(
+            "ActiveStreams",
+            metric=self.active_streams,
+            target_value=cfg.streams_per_task,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
         )
 
-    def _suppressions(self, container_insights: bool) -> None:
-        acknowledge(
-            self.alb_security_group,
-            "AwsSolutions-EC23",
-            "Internal ALB in isolated subnets: unreachable from the internet; the only"
-            " in-VPC caller on port 80 is the CloudFront VPC origin.",
+    @classmethod
+    def own_metric(
+        cls, config: AppConfig, name: str, statistic: str, label: str
+    ) -> cloudwatch.Metric:
+        """One of the metrics the tasks emit themselves (EMF), per minute."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={SERVICE_DIMENSION: cls.metrics_service(config)},
+            statistic=statistic,
+            period=Duration.minutes(1),
+            label=label,
         )
+
+    @staticmethod
+    def metrics_service(config: AppConfig) -> str:
+        """The ``service`` dimension of the stream tasks' own metrics."""
+        return f"{config.name}-stream"
+
+    def _suppressions(self, container_insights: bool) -> None:
         acknowledge(
             self.task_definition,
             "AwsSolutions-ECS2",

@@ -4,9 +4,16 @@ A CloudFront web ACL must live in us-east-1; the app puts this construct in its 
 there and passes the ARN to the distribution (a cross-region reference when the app runs
 elsewhere).
 
-The common rule set's ``SizeRestrictions_BODY`` rule blocks bodies over 8 KB - a long chat
-history or a batch file upload - so it only counts here; the app enforces its own request
-limits (docs/limits.md).
+Prompts are not attacks. A chat body routinely carries what the managed rules look for in
+bodies: pasted code (``<script>``), paths (``../../etc/passwd``), URLs and addresses
+(``169.254.169.254``), a Log4Shell string someone asks about, and more than 8 KB of history.
+So every managed rule that inspects the *body* (:data:`BODY_RULES`) is set to **count**
+(it still labels the request and shows in the metrics), and a rule of ours blocks a request
+carrying one of those labels unless its path is ``/api/*`` or ``/stream/*`` (a
+**scope-down**: the JSON APIs take prompts, nothing else takes a body). Rules on headers,
+URI paths, query strings and IP reputation block as before, and the app enforces its own
+request limits (docs/limits.md). ``NoUserAgent_HEADER`` counts too: SDKs and scripts that
+send no User-Agent are clients, not bots (the rate limit still applies to them).
 """
 
 from __future__ import annotations
@@ -23,6 +30,91 @@ def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     return wafv2.CfnWebACL.VisibilityConfigProperty(
         cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
     )
+
+
+CORE_RULE_SET = "AWSManagedRulesCommonRuleSet"
+KNOWN_BAD_INPUTS = "AWSManagedRulesKnownBadInputsRuleSet"
+# Managed rules that inspect the request body (count here; blocked outside the APIs by
+# BLOCK_BODY_RULES_OUTSIDE_APIS), and NoUserAgent_HEADER (counted everywhere).
+BODY_RULES: dict[str, tuple[str, ...]] = {
+    CORE_RULE_SET: (
+        "SizeRestrictions_BODY",
+        "CrossSiteScripting_BODY",
+        "GenericLFI_BODY",
+        "GenericRFI_BODY",
+        "EC2MetaDataSSRF_BODY",
+    ),
+    KNOWN_BAD_INPUTS: ("JavaDeserializationRCE_BODY", "Log4JRCE_BODY"),
+}
+COUNT_EVERYWHERE: dict[str, tuple[str, ...]] = {CORE_RULE_SET: ("NoUserAgent_HEADER",)}
+_LABEL_NAMESPACES = {
+    CORE_RULE_SET: "awswaf:managed:aws:core-rule-set:",
+    KNOWN_BAD_INPUTS: "awswaf:managed:aws:known-bad-inputs:",
+}
+# Paths whose bodies are prompts (JSON APIs); the body rules block everywhere else.
+PROMPT_PATHS = ("/api/", "/stream/")
+BLOCK_BODY_RULES_OUTSIDE_APIS = "BlockBodyRulesOutsideApis"
+
+
+def body_rule_labels() -> list[str]:
+    """The labels the counted body rules put on a matching request (``..._BODY`` rules
+    label as ``..._Body``)."""
+    return [
+        _LABEL_NAMESPACES[group] + rule.removesuffix("_BODY") + "_Body"
+        for group, rules in BODY_RULES.items()
+        for rule in rules
+    ]
+
+
+def _block_body_rules_outside_apis(priority: int) -> wafv2.CfnWebACL.RuleProperty:
+    S = wafv2.CfnWebACL.StatementProperty
+    labels = S(
+        or_statement=wafv2.CfnWebACL.OrStatementProperty(
+            statements=[
+                S(
+                    label_match_statement=wafv2.CfnWebACL.LabelMatchStatementProperty(
+                        scope="LABEL", key=label
+                    )
+                )
+                for label in body_rule_labels()
+            ]
+        )
+    )
+    prompt_paths = S(
+        or_statement=wafv2.CfnWebACL.OrStatementProperty(
+            statements=[
+                S(
+                    byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                        positional_constraint="STARTS_WITH",
+                        search_string=path,
+                        text_transformations=[
+                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                        ],
+                    )
+                )
+                for path in PROMPT_PATHS
+            ]
+        )
+    )
+    return wafv2.CfnWebACL.RuleProperty(
+        name=BLOCK_BODY_RULES_OUTSIDE_APIS,
+        priority=priority,
+        action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+        statement=S(
+            and_statement=wafv2.CfnWebACL.AndStatementProperty(
+                statements=[
+                    labels,
+                    S(not_statement=wafv2.CfnWebACL.NotStatementProperty(statement=prompt_paths)),
+                ]
+            )
+        ),
+        visibility_config=_visibility(BLOCK_BODY_RULES_OUTSIDE_APIS),
+    )
+
+
+def _counted(group: str) -> tuple[str, ...]:
+    return BODY_RULES.get(group, ()) + COUNT_EVERYWHERE.get(group, ())
 
 
 def _managed(
@@ -109,8 +201,9 @@ class EdgeWaf(Construct):
                     visibility_config=_visibility("RateLimitPerIp"),
                 ),
                 _managed("AWSManagedRulesAmazonIpReputationList", 1),
-                _managed("AWSManagedRulesCommonRuleSet", 2, overrides=("SizeRestrictions_BODY",)),
-                _managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+                _managed(CORE_RULE_SET, 2, overrides=_counted(CORE_RULE_SET)),
+                _managed(KNOWN_BAD_INPUTS, 3, overrides=_counted(KNOWN_BAD_INPUTS)),
+                _block_body_rules_outside_apis(4),
             ],
         )
         self.arn = self.web_acl.attr_arn

@@ -73,6 +73,8 @@ class ServiceStack(Stack):
             config=config,
             api_domain=self.api.api_domain,
             alb=self.stream.alb,
+            alb_security_group=self.stream.alb_security_group,
+            vpc=self.network.vpc,
             logs_bucket=self.logs_bucket,
             web_acl_arn=web_acl_arn,
         )
@@ -83,6 +85,7 @@ class ServiceStack(Stack):
             api=self.api,
             stream=self.stream,
             tables=[shared.streams_table, shared.jobs_table],
+            bus_enabled=self.bus is not None,
         )
         CfnOutput(self, "Url", value=f"https://{self.edge.distribution.distribution_domain_name}")
         CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)

@@ -45,6 +45,9 @@ class Synth:
         return self.templates[stack_name]
 
 
+ALARM_TOPIC_ARN = "arn:aws:sns:eu-west-1:123456789012:pager"
+
+
 def context() -> dict[str, Any]:
     ctx = cdk_json_context()
     ctx[PLACEHOLDER_CONTEXT] = "true"
@@ -62,7 +65,17 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     dev = build_stacks(app, config("dev"), placeholder_code=True)
     prod = build_stacks(app, config("prod"), placeholder_code=True)
     # prod outside us-east-1: the WAF stack stays in us-east-1 (cross-region reference).
-    eu_config = config("prod").model_copy(update={"region": "eu-west-1", "env_name": "euprod"})
+    # ...and with its alarms routed to an existing topic (prod itself has none configured).
+    prod_config = config("prod")
+    eu_config = prod_config.model_copy(
+        update={
+            "region": "eu-west-1",
+            "env_name": "euprod",
+            "observability": prod_config.observability.model_copy(
+                update={"alarm_topic_arn": ALARM_TOPIC_ARN}
+            ),
+        }
+    )
     eu = build_stacks(app, eu_config, placeholder_code=True)
     apply_nag(app)
     assembly = app.synth()  # raises if cdk-nag reports an unacknowledged finding

@@ -18,7 +18,6 @@ EXPECTED_ACKNOWLEDGED_RULES = {
     "AwsSolutions-CFR4",  # default CloudFront certificate
     "AwsSolutions-COG2",  # MFA optional
     "AwsSolutions-COG8",  # Cognito Plus tier costs per MAU
-    "AwsSolutions-EC23",  # internal ALB, VPC origin
     "AwsSolutions-ECS2",  # non-secret env vars
     "AwsSolutions-ECS4",  # Container Insights off in dev
     "AwsSolutions-IAM4",  # AWSLambdaBasicExecutionRole

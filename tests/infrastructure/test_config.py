@@ -75,7 +75,11 @@ def test_alb_idle_timeout_not_above_keepalive_with_margin_is_rejected(idle: int)
 
 
 def test_alb_idle_timeout_with_margin_is_accepted() -> None:
-    config = StreamConfig(keepalive_s=15, alb_idle_timeout_s=int(15 * KEEPALIVE_MARGIN_FACTOR))
+    config = StreamConfig(
+        keepalive_s=15,
+        alb_idle_timeout_s=int(15 * KEEPALIVE_MARGIN_FACTOR),
+        origin_read_timeout_s=30,
+    )
     assert config.alb_idle_timeout_s == 30
     # small keepalives still need an absolute margin, not just the factor
     with pytest.raises(ValidationError, match="alb_idle_timeout_s"):
@@ -91,7 +95,8 @@ def test_idle_timeouts_form_a_chain_by_default() -> None:
     assert config.origin_keepalive_s < config.alb_idle_timeout_s
     assert config.service_http_keepalive_s > config.alb_idle_timeout_s
     for idle in (30, 120, 600):
-        assert StreamConfig(alb_idle_timeout_s=idle).service_http_keepalive_s > idle
+        config = StreamConfig(alb_idle_timeout_s=idle, origin_read_timeout_s=min(idle, 60))
+        assert config.service_http_keepalive_s > idle
 
 
 def test_the_services_default_keepalive_is_above_the_default_alb_idle_timeout() -> None:
@@ -124,9 +129,9 @@ def test_origin_keepalive_must_be_below_alb_idle_timeout() -> None:
 
 def test_drain_fits_fargate_stop_timeout() -> None:
     assert StreamConfig(drain_s=30).stop_timeout_s == 35
-    assert StreamConfig(drain_s=115).stop_timeout_s == 120
+    assert StreamConfig(drain_s=115, deregistration_delay_s=400).stop_timeout_s == 120
     with pytest.raises(ValidationError, match="drain_s"):
-        StreamConfig(drain_s=116)
+        StreamConfig(drain_s=116, deregistration_delay_s=400)
 
 
 def test_config_validation_via_cdk_json_context() -> None:

@@ -76,12 +76,14 @@ def test_stream_task_gets_the_streams_table_only(synth: Synth) -> None:
     task_policy = _policy_text(raw, task["TaskRoleArn"]["Fn::GetAtt"][0])
     assert "table/rtai-dev-streams" in task_policy
     assert "table/rtai-dev-jobs" not in task_policy
-    for other in ("s3:", "sqs:", "secretsmanager:", "rtai-dev-files-"):
+    for other in ("s3:", "sqs:", "rtai-dev-files-", "SecretsOpenAiApiKey"):
         assert other not in task_policy, other
-    # Secrets reach the container through ECS (the execution role), not the app's role.
+    # The URL-token key is the one secret the app reads itself (by ARN, re-read on
+    # rotation); the model key reaches the container through ECS (the execution role).
+    assert "SecretsUrlTokenSecret" in task_policy
     execution_policy = _policy_text(raw, task["ExecutionRoleArn"]["Fn::GetAtt"][0])
     assert "SecretsOpenAiApiKey" in execution_policy
-    assert "SecretsUrlTokenSecret" in execution_policy
+    assert "SecretsUrlTokenSecret" not in execution_policy
     assert "dynamodb:" not in execution_policy
 
 

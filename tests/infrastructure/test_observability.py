@@ -56,4 +56,4 @@ def test_dashboard(synth: Synth) -> None:
     dashboard = one(synth.raw(SERVICE), "AWS::CloudWatch::Dashboard")
     assert dashboard["DashboardName"] == "rtai-dev-overview"
     body = str(dashboard["DashboardBody"])
-    assert "TimeToFirstTokenMs" in body and "ActiveConnectionCount" in body
+    assert "TimeToFirstTokenMs" in body and "ActiveStreams" in body

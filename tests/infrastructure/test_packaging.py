@@ -89,3 +89,27 @@ def test_service_http_keepalive_comes_from_its_setting() -> None:
     match = re.search(r"timeout_keep_alive=(.+),", main)
     assert match is not None
     assert "http_keepalive_s" in match.group(1)
+
+
+def test_image_installs_the_voice_extra_as_pyproject_says() -> None:
+    """The Dockerfile's requirement list (its own one-liner, run here) is the runtime
+    dependencies plus the `voice` extra, every one pinned by the lock; espeak-ng is there
+    for the local stand-in's speech."""
+    import tomllib
+
+    dockerfile = (REPO_ROOT / "stream_service" / "Dockerfile").read_text()
+    match = re.search(r'RUN python -c "(.+?)" > /tmp/requirements.txt', dockerfile)
+    assert match is not None
+    program = match.group(1).replace("\\n", "\n").replace("'\n'", "'\\n'")
+    listed = subprocess.run(
+        ["python3", "-c", program], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    voice = project["optional-dependencies"]["voice"]
+    assert voice and set(voice) <= set(listed)
+    assert set(project["dependencies"]) <= set(listed)
+    pins = lock_pins(REPO_ROOT / "requirements.lock")
+    for requirement in voice:
+        name, version = requirement.split("==")
+        assert pins[name] == version
+    assert "apt-get install -y --no-install-recommends espeak-ng" in dockerfile

@@ -43,15 +43,23 @@ def test_alb_is_internal_and_only_reachable_inside_the_vpc(synth: Synth) -> None
     assert listener["Port"] == 80
 
 
-def test_deregistration_delay_equals_drain_and_stop_timeout_covers_it(synth: Synth) -> None:
+def test_deregistration_delay_lets_streams_finish_and_stop_timeout_covers_the_drain(
+    synth: Synth,
+) -> None:
+    """ECS deregisters, the ALB keeps the task's connections for the delay, then SIGTERM:
+    the delay (300 s) covers the longest stream a deploy lets finish in place plus the
+    app's hand-over, the app is told the delay, and stopTimeout covers its drain."""
     config = synth.dev.config.stream
     group = one(synth.raw(SERVICE), "AWS::ElasticLoadBalancingV2::TargetGroup")
     attrs = attributes(group, "TargetGroupAttributes")
-    assert int(attrs["deregistration_delay.timeout_seconds"]) == config.drain_s == 30
+    delay = int(attrs["deregistration_delay.timeout_seconds"])
+    assert delay == config.deregistration_delay_s == 300
+    assert delay >= config.longest_stream_s + config.drain_s + 5
     container = _container(synth)
-    assert env_vars(container)["DRAIN_S"] == str(config.drain_s)
-    assert container["StopTimeout"] > config.drain_s
-    assert container["StopTimeout"] <= 120
+    env = env_vars(container)
+    assert env["DRAIN_S"] == str(config.drain_s) == "30"
+    assert env["DEREGISTRATION_DELAY_S"] == "300"
+    assert config.drain_s < container["StopTimeout"] <= 120
 
 
 def test_health_checks_on_stream_healthz(synth: Synth) -> None:
@@ -75,9 +83,11 @@ def test_task_is_arm64_with_secrets_injected_and_nonblocking_logs(synth: Synth) 
     assert task["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     container = _container(synth)
-    assert {s["Name"] for s in container["Secrets"]} == {"OPENAI_API_KEY", "URL_TOKEN_SECRET"}
+    # The URL-token key is read by ARN (and re-read on rotation), not frozen at task start.
+    assert {s["Name"] for s in container["Secrets"]} == {"OPENAI_API_KEY"}
     env = env_vars(container)
-    assert "OPENAI_API_KEY" not in env
+    assert "OPENAI_API_KEY" not in env and "URL_TOKEN_SECRET" not in env
+    assert "UrlTokenSecret" in str(env["URL_TOKEN_SECRET_ARN"])
     for key in ("STREAMS_TABLE", "JOBS_TABLE", "AUTH_MODE", "JWT_JWKS_URL", "RESUME_GRACE_S"):
         assert key in env
     assert container["PortMappings"][0]["ContainerPort"] == 8080
@@ -110,26 +120,33 @@ def test_tasks_accept_traffic_only_from_the_alb(synth: Synth) -> None:
     ]
 
 
-def test_autoscaling_on_connections_and_cpu(synth: Synth) -> None:
+def test_autoscaling_tracks_the_services_own_streams_per_task_and_cpu(synth: Synth) -> None:
+    """Target tracking on ActiveStreams (what each task emits via EMF, the service's own
+    running streams), averaged over tasks: streams_per_task means streams, not ALB
+    connections (ActiveConnectionCount counts client->ALB and ALB->target both)."""
     raw = synth.raw(SERVICE)
     target = one(raw, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
     policies = resources(raw, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
-    cpu = [p for p in policies if p["PolicyType"] == "TargetTrackingScaling"]
-    assert cpu[0]["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
-    }
-    assert len([p for p in policies if p["PolicyType"] == "StepScaling"]) == 2  # out and in
-    alarms = resources(raw, "AWS::CloudWatch::Alarm").values()
-    connection_alarms = [
-        a
-        for a in alarms
-        if any(
-            m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "ActiveConnectionCount"
-            for m in a.get("Metrics", [])
-        )
+    tracking = [
+        p["TargetTrackingScalingPolicyConfiguration"]
+        for p in policies
+        if p["PolicyType"] == "TargetTrackingScaling"
     ]
-    assert len(connection_alarms) == 2
+    assert len(tracking) == 2 and len(list(policies)) == 2
+    predefined = [t["PredefinedMetricSpecification"] for t in tracking if "Predefined" in str(t)]
+    assert predefined == [{"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}]
+    (streams,) = [t for t in tracking if "CustomizedMetricSpecification" in t]
+    metric = streams["CustomizedMetricSpecification"]
+    assert (metric["Namespace"], metric["MetricName"]) == ("RealtimeAiStack", "ActiveStreams")
+    assert metric["Statistic"] == "Average"
+    assert metric["Dimensions"] == [{"Name": "service", "Value": "rtai-dev-stream"}]
+    assert streams["TargetValue"] == synth.dev.config.stream.streams_per_task == 200
+    # the container emits under that very namespace and service name
+    env = env_vars(_container(synth))
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RealtimeAiStack"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "rtai-dev-stream"
+    assert "ActiveConnectionCount" not in str(raw)
 
 
 def test_no_nat_by_default_tasks_in_public_subnets(synth: Synth) -> None:
