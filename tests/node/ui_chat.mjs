@@ -1,5 +1,6 @@
 // Scenarios of the AI SDK's chat against the service, one per run:
 //   node ui_chat.mjs '<JSON: {"scenario": ..., ...}>'   -> one JSON line with what happened.
+import { lastAssistantMessageIsCompleteWithToolCalls } from "ai";
 import {
   NodeChat,
   deltaCount,
@@ -123,6 +124,28 @@ const scenarios = {
       ...built,
       text: textOf(built.message),
     };
+  },
+
+  // Client-side tools, as a page runs them: the model's call arrives as a tool part, the
+  // page adds its output, and the Chat sends the conversation again by itself; the reply
+  // continues the same assistant message.
+  async toolLoop({ base, token, model, chatId, text, tools, output }) {
+    const chat = new NodeChat({
+      id: chatId,
+      messages: [],
+      transport: transport({ base, token, model, body: { tools } }),
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+      onToolCall: ({ toolCall }) => {
+        chat.addToolOutput({ tool: toolCall.toolName, toolCallId: toolCall.toolCallId, output });
+      },
+    });
+    await chat.sendMessage({ text });
+    await waitFor(
+      () => chat.status === "ready" && textOf(chat.messages.at(-1)).length > 0,
+      30000,
+      "the answer after the tool output",
+    );
+    return { status: chat.status, error: chat.error ? String(chat.error.message) : null, messages: chat.messages };
   },
 
   // A page reloaded after its reply's node died: the Chat resumes on mount and must end in
