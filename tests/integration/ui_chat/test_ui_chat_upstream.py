@@ -211,3 +211,33 @@ def test_a_file_type_openai_does_not_take_is_a_400(node: ProcessServer, tokens: 
     for bad, param in (({**body, "id": ""}, "id"), ({**body, "messages": []}, "messages")):
         answer = httpx.post(f"{node.url}/stream/v1/ui/chat", json=bad, headers=headers, timeout=30)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+
+
+def test_reasoning_and_refusals_reach_the_page(node: ProcessServer, tokens: DevTokens) -> None:
+    """The upstream's reasoning_content streams as reasoning-* chunks before the answer's
+    text part; a refusal shows as text (the page has nothing else to show it with)."""
+    token = tokens.mint("alice")
+    out = ui(
+        "send",
+        base=node.url,
+        token=token,
+        model="upstream-model",
+        chatId=chat_id(),
+        text="/reason Two steps first.",
+    )
+    assert out["errors"] == [], out
+    kinds = types_of(out)
+    assert kinds[2] == "reasoning-start" and "reasoning-end" in kinds
+    assert kinds.index("reasoning-end") < kinds.index("text-start")
+    parts = out["message"]["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]
+    assert parts[1]["text"] == "Two steps first." and parts[2]["text"]
+    refused = ui(
+        "send",
+        base=node.url,
+        token=token,
+        model="upstream-model",
+        chatId=chat_id(),
+        text="/refuse I cannot help with that.",
+    )
+    assert refused["text"] == "I cannot help with that."
