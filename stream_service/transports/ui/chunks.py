@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from stream_service.engine.events import Event
+from stream_service.engine.events import TEXT_ONLY_PREFIX, Event
 from stream_service.transports.sse.formats import SseFormat
 
 UI_STREAM_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
@@ -39,10 +39,10 @@ FINISH_REASONS = {
 }
 
 _json = msgspec.json.Encoder()
-# A text-only ``delta`` payload, as the engine encodes it: ``{"text":"..."}`` (a payload
-# with more than text puts its other fields first, so it never starts this way).
-_TEXT_ONLY = b'{"text":'
-_EMPTY_TEXT = b'{"text":""}'
+# A text-only ``delta`` payload is ``{"text":"..."}`` (the engine puts any other field of a
+# delta first, so only a text-only payload starts with TEXT_ONLY_PREFIX).
+_EMPTY_TEXT = TEXT_ONLY_PREFIX + b'""}'
+_TEXT_AT = len(TEXT_ONLY_PREFIX)
 
 
 class _Function(msgspec.Struct, gc=False):
@@ -146,11 +146,15 @@ class UiMessageChunks(SseFormat):
             raise ValueError(f"a UI message stream is read from its start (got {seq})")
         if self._text is not None and event.kind == "delta":
             data = event.data
-            if data.startswith(_TEXT_ONLY):  # the per-token path: more text of the open part
+            if data.startswith(TEXT_ONLY_PREFIX):  # the per-token path: more text of the open part
                 self._folded = seq
                 frame = event.f3
                 if frame is None:  # the payload's JSON string is the chunk's delta as it is
-                    frame = b"" if data == _EMPTY_TEXT else self._delta_head + data[8:-1] + b"}\n\n"
+                    frame = (
+                        b""
+                        if data == _EMPTY_TEXT
+                        else self._delta_head + data[_TEXT_AT:-1] + b"}\n\n"
+                    )
                     event.f3 = frame
                 self._last = frame
                 return frame
