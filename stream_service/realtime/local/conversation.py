@@ -9,7 +9,6 @@ result, which a reply awaits before it reads the conversation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -95,12 +94,19 @@ class Item:
                 words.extend(phrase[: int(len(phrase) * share)])
         return " ".join(words)
 
-    async def transcribed(self) -> None:
-        """Wait for this item's transcript, if one is on its way."""
+    async def transcribed(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for this item's transcript, if one is on its way (one
+        that fails, or is too slow, is done without: the reply never hangs on it)."""
         pending = self.transcription
-        if pending is not None and not pending.done():
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(pending)
+        if pending is None or pending.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), max(0.0, timeout_s))
+        except Exception:
+            pass
+        except asyncio.CancelledError:
+            if not pending.cancelled():  # this task was cancelled, not the transcription
+                raise
 
 
 _CONTENT_TYPES: dict[str, tuple[str, ...]] = {

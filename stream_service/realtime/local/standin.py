@@ -55,6 +55,9 @@ from stream_service.realtime.settings import RealtimeSettings
 
 MIN_COMMIT_MS = 100
 HEAR_SLICE_BYTES = 4 * 48_000  # 4 s of input audio per pass of the VAD
+# A reply waits this long at most for its turn's transcript (a worker starting, a machine
+# out of CPU), then answers without it ("(inaudible)").
+TRANSCRIPT_WAIT_S = 10.0
 
 
 class LocalVoice:
@@ -488,8 +491,9 @@ class LocalVoice:
 
         async def context() -> Answer:
             items = inputs if inputs is not None else list(conversation.items.values())
+            deadline = time.monotonic() + TRANSCRIPT_WAIT_S
             for item in items:
-                await item.transcribed()
+                await item.transcribed(deadline - time.monotonic())
             if inputs is None:  # what the conversation holds now the transcripts are in
                 items = [i for i in conversation.items.values() if i.status != "in_progress"]
             return answer(items, instructions, tools, tool_choice)
