@@ -175,3 +175,31 @@ def test_agent_loop(
     if target.upstream is not None:
         received = list(target.upstream.received)[before:]
         assert [_owned_removed(r) for r in received] == [_owned_removed(s) for s in sent]
+
+
+@pytest.mark.parametrize(("where", "stream"), CASES)
+@pytest.mark.parametrize("forced", [False, True])
+def test_node_sdk_run_tools_completes_the_loop(
+    targets: dict[str, Target], token: str, where: str, stream: bool, forced: bool
+) -> None:
+    """``chat.completions.runTools``, the Node SDK's own agent loop: with a ``/tool`` prompt,
+    or with ``tool_choice: "required"`` (arguments then built from the schema)."""
+    target = targets[where]
+    config = {
+        "baseURL": target.base_url,
+        "apiKey": token,
+        "model": target.model,
+        "stream": stream,
+        "prompt": "What is the weather?"
+        if forced
+        else '/tool get_weather {"city": "Oslo", "days": 3}',
+        **({"tool_choice": "required"} if forced else {}),
+    }
+    result = run_node("run_tools.mjs", json.dumps(config))
+    [arguments] = result["calls"]
+    if not forced:
+        assert arguments == {"city": "Oslo", "days": 3}
+    assert isinstance(arguments["city"], str) and arguments["days"] >= 1
+    assert f"sunny in {arguments['city']} for {arguments['days']} days" in result["final"]
+    roles = [m["role"] for m in result["messages"]]
+    assert roles[-3:] == ["assistant", "tool", "assistant"]
