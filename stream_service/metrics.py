@@ -50,6 +50,11 @@ class StreamMetrics:
         self.connections = Gauge(
             "rtai_stream_connections", "Open SSE connections on this node.", registry=r
         )
+        self.open_readers = Gauge(
+            "rtai_stream_open_readers",
+            "Open readers on this node (SSE connections and WebSocket subscriptions).",
+            registry=r,
+        )
         self.started = Counter(
             "rtai_stream_streams_started", "Streams started on this node.", registry=r
         )

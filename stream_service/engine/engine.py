@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine import errors
 from stream_service.engine.events import Event, Format, Sink, StreamInfo
+from stream_service.engine.ids import StreamIds, is_ticket, new_ticket
 from stream_service.engine.live import LiveStream, Timings
 from stream_service.engine.presence import ReaderPresence, Seat
 from stream_service.engine.producer import Producer
@@ -90,6 +90,7 @@ class StreamEngine:
         self.provider = provider
         self.metrics = metrics or StreamMetrics()
         self.node = config.node_id
+        self.ids = StreamIds(settings.url_token_key, config.record_wait_s)
         self.live: dict[str, LiveStream] = {}
         self.draining = False
         self.limits = Limits(
@@ -131,6 +132,7 @@ class StreamEngine:
             per_user=config.max_readers_per_user,
             heartbeat_s=max(0.2, min(5.0, settings.resume_grace_s / 4)),
         )
+        self.metrics.open_readers.set_function(lambda: self.presence.open_readers)
         self.readers = Readers(
             store,
             self.presence,
@@ -217,7 +219,7 @@ class StreamEngine:
         if self.draining:
             raise errors.draining()
         await self.provider.require_model(request.model)
-        stream_id = uuid.uuid4().hex
+        stream_id = self.ids.new(owner)
         slot_user = slot_user or owner
         await self._admit(slot_user, stream_id)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -268,7 +270,7 @@ class StreamEngine:
         if self.draining:
             raise errors.draining()
         await self.provider.require_model(request.model)
-        ticket = f"c{uuid.uuid4().hex}"
+        ticket = new_ticket()
         await self._admit(owner, ticket)
         try:
             async with asyncio.timeout(self.config.upstream_complete_s):
@@ -288,10 +290,14 @@ class StreamEngine:
         stream = self.live.get(stream_id)
         if stream is not None:
             self._stop(stream, reason)
-        elif not stream_id.startswith("c"):  # a non-streaming call has nothing to cancel
+        elif not is_ticket(stream_id):  # a non-streaming call has nothing to cancel
             await self.store.request_cancel(stream_id)
 
-    async def cancel(self, owner: str, stream_id: str) -> dict[str, Any]:
+    async def cancel(
+        self, owner: str, stream_id: str, as_owners: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """``as_owners``: whose streams ``owner`` may also be reading (``room:<id>`` of the
+        rooms a socket joined): an id made for one of them may wait for its record."""
         stream = await self._local(owner, stream_id)
         if stream is not None:
             if stream.task and not stream.task.done():
@@ -300,7 +306,7 @@ class StreamEngine:
                     await asyncio.wait_for(asyncio.shield(stream.task), 5)
             if not stream.lease_lost:  # else: declared lost meanwhile, the store tells it
                 return {"id": stream_id, "status": stream.status.value}
-        meta = await self._owned_meta(owner, stream_id, wait_s=self.config.record_wait_s)
+        meta = await self._owned_meta(owner, stream_id, as_owners)
         status = await self._settled_status(meta)
         if status is StreamStatus.RUNNING:
             await self.store.request_cancel(stream_id)
@@ -315,7 +321,7 @@ class StreamEngine:
                 "status": stream.status.value,
                 "last_event_id": stream.last_seq,
             }
-        meta = await self._owned_meta(owner, stream_id, wait_s=self.config.record_wait_s)
+        meta = await self._owned_meta(owner, stream_id)
         return {
             "id": stream_id,
             "status": (await self._settled_status(meta)).value,
@@ -323,19 +329,24 @@ class StreamEngine:
         }
 
     async def _local(self, user: str, stream_id: str) -> LiveStream | None:
-        """The stream if its producer runs here and still tells its story (a producer that
-        lost its lease does not: the store does)."""
+        """The stream if its producer runs here, ``user`` may read it, and it still tells its
+        story (a producer that lost its lease does not: the store does). Someone else's
+        stream is None: it is answered by the store's path, as an unknown id is."""
         stream = self.live.get(stream_id)
         if stream is None or stream.lease_lost:
             return None
         if stream.owner != user and not await self.shared_access(user, stream.owner):
-            raise errors.not_found(stream_id)
+            return None
         return stream
 
-    async def _owned_meta(self, owner: str, stream_id: str, wait_s: float = 0.0) -> StreamMeta:
-        """The stream's record; ``wait_s`` covers a reader that reaches another node in the
-        first milliseconds of a stream, before its record is written."""
-        deadline = time.monotonic() + wait_s
+    async def _owned_meta(
+        self, owner: str, stream_id: str, as_owners: Sequence[str] = ()
+    ) -> StreamMeta:
+        """The stream's record. A reader that reaches another node in the first moments of
+        its own stream (made for ``owner`` or one of ``as_owners`` less than
+        ``RECORD_WAIT_S`` ago) waits for it; any other id gets no wait: unknown and foreign
+        ids answer through this same path, after the same single read."""
+        deadline = self.ids.record_deadline(stream_id, (owner, *as_owners))
         while True:
             meta = await self.store.get_meta(stream_id)
             if meta is not None or time.monotonic() >= deadline:
@@ -375,11 +386,13 @@ class StreamEngine:
         after: int,
         make_format: MakeFormat,
         sink: Sink | None = None,
-        wait_s: float = 0.0,
+        as_owners: Sequence[str] = (),
     ) -> Opened:
         """Check access and position (404 / 400 / 429 raise here, before anything is sent),
         then return the reader. With a ``sink``, a reader on the producer's node gets new
-        deltas written by the producer directly once it is caught up."""
+        deltas written by the producer directly once it is caught up. A stream of its own
+        (or of ``as_owners``) created moments ago on another node is waited for
+        (``RECORD_WAIT_S``), on every transport alike."""
         if self.draining:
             raise errors.draining("reconnect")
         stream = await self._local(owner, stream_id)
@@ -390,7 +403,7 @@ class StreamEngine:
             seat = self.presence.enter(owner, stream_id, stream)
             items = self.readers.local(stream, after, fmt, sink)
             return Opened(stream_id, stream.info, fmt, items, seat, self.presence)
-        meta = await self._owned_meta(owner, stream_id, wait_s)
+        meta = await self._owned_meta(owner, stream_id, as_owners)
         info = StreamInfo(
             meta.completion_id, meta.model, meta.created_ms // 1000, meta.include_usage
         )

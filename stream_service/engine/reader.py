@@ -121,6 +121,10 @@ class Readers:
                         return
                     continue
                 if stream.finished and after >= stream.last_seq:
+                    if stream.lease_lost:
+                        # Another node declared it lost (this node froze past LEASE_TTL_S):
+                        # it has no ending of its own; a clean end would look complete.
+                        yield [lost_event(after + 1)]
                     return
                 if sink is not None and timings.first_byte is not None:
                     # Caught up: the producer writes the next deltas to this client itself

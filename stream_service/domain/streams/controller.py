@@ -54,18 +54,11 @@ class StreamsController(Controller):
         fmt = request.query_params.get("format", "sse")
         if fmt not in ("sse", "openai"):
             raise InvalidRequest("'format' must be 'sse' or 'openai'.", param="format")
-        # The stream's record reaches the store just after the create answered (nothing
-        # waits for the store before the first token): a reader on another node in the
-        # first moments waits for it. Unknown and foreign ids answer after the same wait.
-        wait_s = stream_config.record_wait_s
+        # A reader on another node in a stream's first moments waits for its record
+        # (RECORD_WAIT_S, the engine decides; unknown and foreign ids do not wait).
         outlet = Outlet()
         opened = await engine.open(
-            principal.sub,
-            stream_id,
-            after,
-            openai_chunks if fmt == "openai" else native,
-            sink=outlet,
-            wait_s=wait_s,
+            principal.sub, stream_id, after, openai_chunks if fmt == "openai" else native, outlet
         )
         return EventStream(opened, stream_config.retry_ms, {"X-Stream-Id": stream_id}, outlet)
 

@@ -27,6 +27,7 @@ CLOSE_UNAUTHORIZED = 4401  # credentials missing or invalid: get a new ticket / 
 CLOSE_SLOW = 4008  # the send buffer overflowed: reconnect, resume by seq
 CLOSE_POLICY = 1008  # kept flooding past the rate limit
 CLOSE_RESTART = 1012  # the node drains (deploy): reconnect (another node), resume by seq
+CLOSE_INTERNAL = 1011  # the server could not go on with this socket: reconnect, resume
 
 # A close that lets the frames already buffered go first waits at most this long for them.
 FLUSH_S = 1.0

@@ -16,7 +16,12 @@ from core.settings import Settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.rooms.service import RoomService
 from stream_service.transports.ws.config import WsSettings
-from stream_service.transports.ws.connection import CLOSE_UNAUTHORIZED, FLUSH_S, WsConnection
+from stream_service.transports.ws.connection import (
+    CLOSE_INTERNAL,
+    CLOSE_UNAUTHORIZED,
+    FLUSH_S,
+    WsConnection,
+)
 from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
 from stream_service.transports.ws.session import WsSession
@@ -76,7 +81,13 @@ async def serve(
 
     async def handle_frames(queue: asyncio.Queue[str | bytes]) -> None:
         while True:
-            await session.handle(await queue.get())
+            data = await queue.get()
+            try:
+                await session.handle(data)
+            except Exception:  # handle() answers its own failures; this is the last guard
+                log.exception("ws frame handler failed; closing with 1011")
+                conn.close(CLOSE_INTERNAL, "internal error: reconnect and resume by seq")
+                return
 
     async def read_frames() -> None:
         nonlocal receiving, inbox

@@ -34,7 +34,7 @@ from stream_service.transports.ws.connection import (
 from stream_service.transports.ws.format import WsEvents
 from stream_service.transports.ws.protocol import ProtocolError
 from stream_service.transports.ws.rate import RateLimit
-from stream_service.transports.ws.room_replies import RoomReplies
+from stream_service.transports.ws.room_replies import RoomReplies, room_owner
 
 log = logging.getLogger("rtai.ws")
 
@@ -91,6 +91,7 @@ class WsSession:
             self._error("rate_limited", "Too many frames; slow down.")
             return
         ref: str | None = None
+        kind = "?"
         try:
             kind, raw = protocol.decode(data)
             ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
@@ -102,6 +103,11 @@ class WsSession:
             self._error(exc.code or "invalid_request", exc.message, ref)
         except RoomError as exc:
             self._error(exc.code, str(exc), ref)
+        except Exception:
+            # A store, bus or programming error: logged with its traceback, answered, and
+            # the socket goes on (the next frame may well succeed).
+            log.exception("ws frame %r of %s failed", kind, self.user)
+            self._error("internal_error", "The server failed to handle this frame; retry.", ref)
 
     def overloaded(self) -> None:
         """A frame arrived while too many wait to be handled: refused like a flood."""
@@ -139,7 +145,7 @@ class WsSession:
 
     async def _cancel(self, raw: dict[str, Any]) -> None:
         cancel = protocol.fields(protocol.Cancel, raw)
-        await self.engine.cancel(self.user, cancel.stream_id)
+        await self.engine.cancel(self.user, cancel.stream_id, self._as_owners())
 
     async def _join(self, raw: dict[str, Any]) -> None:
         join = protocol.fields(protocol.Join, raw)
@@ -170,16 +176,31 @@ class WsSession:
         await self._stop_reader(stream_id)
         try:
             opened = await self.engine.open(
-                self.user, stream_id, after, lambda _: WsEvents(stream_id), sink=self.conn
+                self.user,
+                stream_id,
+                after,
+                lambda _: WsEvents(stream_id),
+                sink=self.conn,
+                as_owners=self._as_owners(),
             )
         except ApiError as exc:
             self._error(exc.code or "invalid_request", exc.message, None, stream_id)
             return
         task = asyncio.create_task(self._pump(opened), name=f"ws-read-{stream_id}")
         self._readers[stream_id] = task
-        task.add_done_callback(lambda t: self._forget(stream_id, t))
+        task.add_done_callback(lambda t: self._forget(stream_id, t, opened))
 
-    def _forget(self, stream_id: str, task: asyncio.Task[None]) -> None:
+    def _as_owners(self) -> list[str]:
+        """The rooms this socket joined, as stream owners: a reply of one of them started
+        moments ago on another node is waited for like the user's own stream."""
+        if self.rooms is None:
+            return []
+        return [room_owner(room) for room in self.rooms.rooms_of(self.member)]
+
+    def _forget(self, stream_id: str, task: asyncio.Task[None], opened: Opened) -> None:
+        # A pump cancelled before it ever ran (a second `resume` of the stream right behind
+        # the first) never reached its `finally`: its seat is given back here.
+        opened.presence.leave(opened.seat)
         if self._readers.get(stream_id) is task:
             del self._readers[stream_id]
 
