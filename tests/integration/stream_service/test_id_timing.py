@@ -78,9 +78,6 @@ def test_unknown_and_foreign_ids_answer_alike_and_at_once(
                 _assert_same_time(medians, f"{surface} on {node.url}")
             medians = asyncio.run(_ws_medians(node, tokens.mint("alice-timing"), ids))
             _assert_same_time(medians, f"websocket on {node.url}")
-        # bob's stream was never touched by any of it
-        status = client.get(f"{a.url}/stream/v1/streams/{foreign}", headers=bob).json()
-        assert status["status"] == "running"
     finally:
         client.post(f"{a.url}/stream/v1/streams/{foreign}/cancel", headers=bob)
         client.close()
