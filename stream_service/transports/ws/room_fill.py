@@ -125,8 +125,7 @@ class ReplyFills:
             stream_id,
             after,
             lambda _: WsEvents(stream_id),
-            wait_s=self.record_wait_s,
-        )
+        )  # an id made for its room moments ago waits for its record (the engine's rule)
         try:
             async for item in opened.items:
                 if item.__class__ is list:
