@@ -29,6 +29,7 @@ from core.settings import Settings
 from stream_service.config import StreamSettings
 from stream_service.engine import errors
 from stream_service.engine.events import Event, Format, Sink, StreamInfo
+from stream_service.engine.grace import requested_grace
 from stream_service.engine.ids import StreamIds, is_ticket, new_ticket
 from stream_service.engine.live import LiveStream, Timings
 from stream_service.engine.presence import ReaderPresence, Seat
@@ -39,13 +40,16 @@ from stream_service.engine.store_writer import StoreWriter
 from stream_service.engine.types import StopReason, StreamStatus
 from stream_service.engine.watchdog import Limits, Watchdog
 from stream_service.metrics import StreamMetrics
-from stream_service.store import StreamMeta, StreamStore
+from stream_service.store import Holder, StreamMeta, StreamStore
 from stream_service.store.base import now_ms
 
 log = logging.getLogger("rtai.stream")
 _json_line = msgspec.json.Encoder()
 
 MakeFormat = Callable[[StreamInfo], Format]
+# A stream that never had a reader counts as unread (it yields its slot to its user's next
+# stream) only after this long: its client may still be connecting.
+UNREAD_AFTER_S = 2.0
 # May ``user`` read a stream whose owner is ``owner`` (other than themself)? Rooms let
 # every member read the room's replies (owner ``room:<id>``).
 SharedAccess = Callable[[str, str], Awaitable[bool]]
@@ -100,6 +104,7 @@ class StreamEngine:
             lease_ttl_s=config.lease_ttl_s,
             first_token_s=config.upstream_first_token_s,
             idle_s=config.upstream_idle_s,
+            unread_after_s=min(UNREAD_AFTER_S, settings.resume_grace_s),
         )
         self.slots = Slots(
             store,
@@ -108,6 +113,7 @@ class StreamEngine:
             policy=settings.stream_limit_policy,
             node_ttl_s=config.slot_ttl_s,
             stop_anywhere=self.stop_anywhere,
+            find_unread=self.unread_streams,
         )
         self.writer = StoreWriter(
             store,
@@ -212,12 +218,15 @@ class StreamEngine:
         *,
         slot_user: str | None = None,
         observer: Callable[[Event], None] | None = None,
+        grace_header: str | None = None,
     ) -> LiveStream:
         """Admit (one store write), then start the upstream call. A refused create (429)
         sends nothing upstream. ``slot_user``: whose per-user limit it counts against, when
-        not its owner's (a room's reply counts against the member who asked for it)."""
+        not its owner's (a room's reply counts against the member who asked for it).
+        ``grace_header``: the request's ``X-Resume-Grace-S``, if any."""
         if self.draining:
             raise errors.draining()
+        grace_s = requested_grace(request, grace_header, self.limits.resume_grace_s)
         await self.provider.require_model(request.model)
         stream_id = self.ids.new(owner)
         slot_user = slot_user or owner
@@ -232,6 +241,7 @@ class StreamEngine:
             window=self.config.memory_window,
             timings=Timings(accepted=accepted_at),
             observer=observer,
+            grace_s=grace_s,
         )
         if observer is not None:  # it reads every event: the stream is never unread
             stream.presence.attach()
@@ -241,6 +251,30 @@ class StreamEngine:
         self.metrics.started.inc()
         self.metrics.active_streams.inc()
         return stream
+
+    async def unread_streams(self, holders: list[Holder]) -> set[str]:
+        """Which of these streams (a user's, at the limit) nobody reads on any node: this
+        node's from memory, the others' from their records (one batched read)."""
+        mono, wall = time.monotonic(), now_ms()
+        unread: set[str] = set()
+        elsewhere: list[str] = []
+        for holder in holders:
+            if is_ticket(holder.stream_id):
+                continue  # a non-streaming call: its client waits for the answer
+            if holder.node == self.node:
+                stream = self.live.get(holder.stream_id)
+                if stream is not None and self.watchdog.unread(stream, mono, wall):
+                    unread.add(stream.id)
+            else:
+                elsewhere.append(holder.stream_id)
+        if elsewhere:
+            facts = await self.store.poll(elsewhere)
+            unread.update(
+                stream_id
+                for stream_id, fact in facts.items()
+                if fact.unread_since_ms and fact.reader_until_ms < wall
+            )
+        return unread
 
     async def _admit(self, owner: str, stream_id: str) -> None:
         claim = asyncio.ensure_future(self.slots.acquire(owner, stream_id))
@@ -401,6 +435,8 @@ class StreamEngine:
                 raise errors.beyond(after, stream.last_seq)
             fmt = make_format(stream.info)
             seat = self.presence.enter(owner, stream_id, stream)
+            if stream.presence.unread_stored:  # read again: it no longer yields its slot
+                self._spawn(self.watchdog.mark(stream, 0))
             items = self.readers.local(stream, after, fmt, sink)
             return Opened(stream_id, stream.info, fmt, items, seat, self.presence)
         meta = await self._owned_meta(owner, stream_id, as_owners)

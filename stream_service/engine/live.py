@@ -57,6 +57,8 @@ class LiveStream:
     window: int
     timings: Timings
     slot_user: str = ""  # whose per-user limit it counts against, when not the owner's
+    # RESUME_GRACE_S, or lower for this stream (stream_options.resume_grace_s)
+    grace_s: float | None = None
     # sees every event as it is appended (a room reply's publisher); holds the stream read
     observer: Callable[[Event], None] | None = None
     events: list[Event] = field(default_factory=list)
@@ -175,9 +177,12 @@ class Presence:
     local: int = 0
     detached_since: float = field(default_factory=time.monotonic)
     remote_until_ms: int = 0
+    was_read: bool = False  # a reader came (here or elsewhere) since it started
+    unread_stored: bool = False  # the store says nobody reads it (see Watchdog.check)
 
     def attach(self) -> None:
         self.local += 1
+        self.was_read = True
 
     def detach(self) -> None:
         self.local -= 1

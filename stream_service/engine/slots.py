@@ -5,9 +5,11 @@ stream), whatever the user's number of streams, and it happens before the upstre
 a refused create sends nothing upstream. Only a create that finds the user at the limit
 costs more: it checks whether the holders' nodes are alive (one read of their
 heartbeats), evicts the holders of dead nodes (so a crashed node's slots lapse on their
-own), and then either refuses (``STREAM_LIMIT_POLICY=reject``: 429 + Retry-After) or hands
-the user's oldest stream's place to the new one and cancels the old one, wherever it runs
-(``replace``).
+own). Then a stream nobody reads (on any node) yields first: the oldest such one hands its
+place to the new one and is cancelled, wherever it runs, under either policy (SPEC section
+11). Only when every active stream is read does the policy decide: refuse
+(``STREAM_LIMIT_POLICY=reject``: 429 + Retry-After) or hand the user's oldest stream's
+place to the new one and cancel the old one (``replace``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from stream_service.store.base import now_ms
 log = logging.getLogger("rtai.stream.slots")
 
 StopAnywhere = Callable[[str, StopReason], Awaitable[None]]
+# which of these holders' streams nobody reads, on any node
+FindUnread = Callable[[list[Holder]], Awaitable[set[str]]]
+
+
+async def _none_unread(holders: list[Holder]) -> set[str]:
+    del holders
+    return set()
+
+
 RETRY_AFTER_S = 5
 
 
@@ -38,6 +49,7 @@ class Slots:
         policy: str,
         node_ttl_s: float,
         stop_anywhere: StopAnywhere,
+        find_unread: FindUnread = _none_unread,
     ) -> None:
         self.store = store
         self.node = node
@@ -45,6 +57,7 @@ class Slots:
         self.policy = policy
         self.node_ttl_ms = int(node_ttl_s * 1000)
         self._stop_anywhere = stop_anywhere
+        self._find_unread = find_unread
         self._beat: asyncio.Task[None] | None = None
         self._unreleased: set[tuple[str, str]] = set()  # (user, stream id) to give back
 
@@ -86,13 +99,26 @@ class Slots:
                 log.info("evicted %d streams of dead nodes held by %s", len(dead), user)
                 continue  # room was made: try again
             live = [h for h in holders if h.node in alive]
-            if self.policy == "reject" or not live:
+            unread = await self._unread(live)
+            if unread:  # a stream nobody reads yields its slot first, under either policy
+                victims = [h for h in live if h.stream_id in unread]
+                reason = StopReason.UNREAD
+            elif self.policy == "reject" or not live:
                 raise too_many_streams(len(live), self.limit, RETRY_AFTER_S)
-            oldest = min(live, key=lambda h: h.created_ms)
+            else:
+                victims, reason = live, StopReason.REPLACED
+            oldest = min(victims, key=lambda h: h.created_ms)
             if await self.store.replace(user, oldest.stream_id, holder):
-                await self._stop_anywhere(oldest.stream_id, StopReason.REPLACED)
+                await self._stop_anywhere(oldest.stream_id, reason)
                 return
         raise too_many_streams(self.limit, self.limit, 1)
+
+    async def _unread(self, holders: list[Holder]) -> set[str]:
+        try:
+            return await self._find_unread(holders)
+        except Exception:  # unknown: as if every stream were read (the policy decides)
+            log.warning("could not tell which streams are unread", exc_info=True)
+            return set()
 
     async def release(self, user: str, stream_id: str) -> None:
         """Give the slot back. A store that keeps failing (boto3 retries each call too) does

@@ -30,6 +30,7 @@ class StopReason(StrEnum):
     CLIENT = "client"  # a cancel request, from any node
     NO_READER = "no_reader"  # nobody read it for RESUME_GRACE_S
     REPLACED = "replaced"  # STREAM_LIMIT_POLICY=replace took its slot
+    UNREAD = "unread"  # nobody read it: a new stream of its user took its slot
     FIRST_TOKEN_TIMEOUT = "first_token_timeout"  # UPSTREAM_FIRST_TOKEN_S without a token
     UPSTREAM_TIMEOUT = "upstream_timeout"  # UPSTREAM_IDLE_S of silence between tokens
     DRAIN_DEADLINE = "drain_deadline"  # SIGTERM and DRAIN_S ran out
@@ -38,7 +39,12 @@ class StopReason(StrEnum):
     @property
     def cancels(self) -> bool:
         """Ends as ``done`` ``cancelled`` (the others end with an ``error``)."""
-        return self in (StopReason.CLIENT, StopReason.NO_READER, StopReason.REPLACED)
+        return self in (
+            StopReason.CLIENT,
+            StopReason.NO_READER,
+            StopReason.REPLACED,
+            StopReason.UNREAD,
+        )
 
     @property
     def counted_as_cancel(self) -> bool:

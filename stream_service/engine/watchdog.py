@@ -4,9 +4,12 @@ Every ``POLL_INTERVAL_MS`` it reads the cross-node facts of this node's running 
 from the store (one batched read): a cancel requested on any node, readers heartbeating
 from other nodes. It stops a producer whose upstream sent nothing for
 ``UPSTREAM_FIRST_TOKEN_S`` before its first token or ``UPSTREAM_IDLE_S`` between two, or
-that nobody (on any node) has read for ``RESUME_GRACE_S``; and renews each producer's lease
-(a producer that learns it lost its lease stops). Twice per ``KEEPALIVE_S`` it wakes every
-stream's readers, so an idle one can ping.
+that nobody (on any node) has read for ``RESUME_GRACE_S`` (or the stream's own lower
+grace); and renews each producer's lease (a producer that learns it lost its lease stops).
+It also tells the store when a stream becomes unread and read again (one write each time),
+so a create anywhere that finds its user at the limit cancels an unread stream first (SPEC
+section 11). Twice per ``KEEPALIVE_S`` it wakes every stream's readers, so an idle one can
+ping.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class Limits:
     lease_ttl_s: float
     first_token_s: float
     idle_s: float
+    # a stream that never had a reader counts as unread after this long (its client may
+    # still be connecting: POST /streams, then GET its events_url)
+    unread_after_s: float = 2.0
 
 
 class Watchdog:
@@ -135,9 +141,9 @@ class Watchdog:
             return
         mono = time.monotonic()
         wall = now_ms()
-        limits = self.limits
         facts = await self.store.poll([s.id for s in running])
         perf = time.perf_counter()
+        marks = []
         for stream in running:
             presence = stream.presence
             fact = facts.get(stream.id)
@@ -145,6 +151,7 @@ class Watchdog:
                 presence.remote_until_ms = fact.reader_until_ms
                 if fact.reader_until_ms >= wall:  # read on another node: the grace restarts
                     presence.detached_since = mono
+                    presence.was_read = True
                 if fact.cancel:
                     self._stop(stream, StopReason.CLIENT)
                     continue
@@ -152,8 +159,38 @@ class Watchdog:
                 self._stop(stream, reason)
                 continue
             unread = presence.local == 0 and presence.remote_until_ms < wall
-            if unread and mono - presence.detached_since >= limits.resume_grace_s:
+            if unread and mono - presence.detached_since >= self.grace_s(stream):
                 self._stop(stream, StopReason.NO_READER)
+                continue
+            flag = self.unread(stream, mono, wall)
+            if flag != presence.unread_stored:
+                since = wall - int((mono - presence.detached_since) * 1000) if flag else 0
+                marks.append(self.mark(stream, since))
+        if marks:
+            await asyncio.gather(*marks)
+
+    def grace_s(self, stream: LiveStream) -> float:
+        """How long it may go unread: its own grace once a reader has left, the configured
+        one before any came (the client may still be connecting)."""
+        if stream.grace_s is None or not stream.presence.was_read:
+            return self.limits.resume_grace_s
+        return stream.grace_s
+
+    def unread(self, stream: LiveStream, mono: float, wall: int) -> bool:
+        """Nobody reads it, on any node, and it no longer waits for its first reader."""
+        presence = stream.presence
+        if stream.finished or presence.local or presence.remote_until_ms >= wall:
+            return False
+        return presence.was_read or mono - presence.detached_since >= self.limits.unread_after_s
+
+    async def mark(self, stream: LiveStream, unread_since_ms: int) -> None:
+        """Tell the store whether the stream is unread (since when) or read (0)."""
+        try:
+            await self.store.mark_unread(stream.id, unread_since_ms)
+        except Exception:
+            log.warning("could not mark %s unread=%s", stream.id, bool(unread_since_ms))
+            return  # the next poll tries again
+        stream.presence.unread_stored = bool(unread_since_ms)
 
     def _due(self, stream: LiveStream, mono: float) -> bool:
         """Whether the stream's lease is due for renewal (every third of its TTL)."""

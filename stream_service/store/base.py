@@ -58,6 +58,9 @@ class ReadResult:
 class PollResult:
     cancel: bool
     reader_until_ms: int
+    # since when its producer's node has seen no reader (0: read, or not yet known): the
+    # per-user limit cancels such a stream first (SPEC section 11)
+    unread_since_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,11 @@ class StreamStore(abc.ABC):
 
     @abc.abstractmethod
     async def mark_lost(self, stream_id: str, at_ms: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def mark_unread(self, stream_id: str, since_ms: int) -> None:
+        """The producer's node: nobody reads the stream since ``since_ms`` (0: read again).
+        Written when that changes, not per poll."""
 
     # --- per-user admission -----------------------------------------------------------
     @abc.abstractmethod

@@ -1,7 +1,8 @@
 """DynamoDB backend: one table, string ``pk``/``sk``, TTL on ``expires_at``.
 
 Items
-- ``S#<id> / meta``: owner, node, status, lease, cancel flag, reader heartbeat, last seq.
+- ``S#<id> / meta``: owner, node, status, lease, cancel flag, reader heartbeat, since when
+  its node sees no reader (``unread_since``), last seq.
 - ``S#<id> / e#<first seq, 10 digits>``: one flushed batch of events (msgpack), written
   with ``attribute_not_exists`` so a retried flush is a no-op.
 - ``U#<user> / streams``: the user's admission record: ``n`` active streams and one
@@ -58,6 +59,13 @@ def _user_key(user: str) -> dict[str, Any]:
 
 def _node_key(node: str) -> dict[str, Any]:
     return {"pk": {"S": f"N#{node}"}, "sk": {"S": "node"}}
+
+
+def _poll_result(item: dict[str, Any]) -> PollResult:
+    unread = item.get("unread_since")  # absent until its node first saw it unread
+    return PollResult(
+        item["cancel"]["BOOL"], int(item["reader_until"]["N"]), int(unread["N"]) if unread else 0
+    )
 
 
 def _holder_value(holder: Holder) -> dict[str, Any]:
@@ -245,8 +253,7 @@ class DynamoStreamStore(StreamStore):
             if conditional_failed(exc):
                 raise LeaseLost(stream_id) from exc
             raise
-        attrs = out["Attributes"]
-        return PollResult(attrs["cancel"]["BOOL"], int(attrs["reader_until"]["N"]))
+        return _poll_result(out["Attributes"])
 
     async def poll(self, stream_ids: list[str]) -> dict[str, PollResult]:
         results: dict[str, PollResult] = {}
@@ -255,7 +262,7 @@ class DynamoStreamStore(StreamStore):
             request: dict[str, Any] = {
                 self._table: {
                     "Keys": keys,
-                    "ProjectionExpression": "pk, cancel, reader_until",
+                    "ProjectionExpression": "pk, cancel, reader_until, unread_since",
                     "ConsistentRead": True,
                 }
             }
@@ -263,9 +270,7 @@ class DynamoStreamStore(StreamStore):
                 out = await self._run_batch_get(request)
                 for item in out.get("Responses", {}).get(self._table, []):
                     sid = item["pk"]["S"][2:]
-                    results[sid] = PollResult(
-                        item["cancel"]["BOOL"], int(item["reader_until"]["N"])
-                    )
+                    results[sid] = _poll_result(item)
                 request = out.get("UnprocessedKeys") or {}
         return results
 
@@ -314,6 +319,20 @@ class DynamoStreamStore(StreamStore):
                 UpdateExpression="SET reader_until = :u",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":u": {"N": str(until_ms)}},
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+
+    async def mark_unread(self, stream_id: str, since_ms: int) -> None:
+        try:
+            await self._run(
+                self._client.update_item,
+                "unread",
+                Key=_meta_key(stream_id),
+                UpdateExpression="SET unread_since = :u",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":u": {"N": str(since_ms)}},
             )
         except ClientError as exc:
             if not conditional_failed(exc):

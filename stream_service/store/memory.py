@@ -40,6 +40,7 @@ class MemoryStore(StreamStore):
         self._holders: dict[str, dict[str, Holder]] = {}  # user -> stream id -> holder
         self._nodes: dict[str, int] = {}  # node -> alive until (ms)
         self._early_cancels: set[str] = set()
+        self._unread: dict[str, int] = {}  # stream id -> unread since (ms)
         self.latency_s = latency_s
         self._next_sweep = 0.0
 
@@ -59,6 +60,7 @@ class MemoryStore(StreamStore):
         expired = [sid for sid, s in self._streams.items() if s.expires_at <= now]
         for sid in expired:
             del self._streams[sid]
+            self._unread.pop(sid, None)
 
     async def create(self, meta: StreamMeta) -> None:
         await self._io()
@@ -124,15 +126,21 @@ class MemoryStore(StreamStore):
             raise LeaseLost(stream_id)
         meta.lease_until_ms = lease_until_ms
         meta.last_seq = last_seq
-        return PollResult(meta.cancel, meta.reader_until_ms)
+        return PollResult(meta.cancel, meta.reader_until_ms, self._unread.get(stream_id, 0))
 
     async def poll(self, stream_ids: list[str]) -> dict[str, PollResult]:
         await self._io()
         return {
-            sid: PollResult(s.meta.cancel, s.meta.reader_until_ms)
+            sid: PollResult(s.meta.cancel, s.meta.reader_until_ms, self._unread.get(sid, 0))
             for sid in stream_ids
             if (s := self._streams.get(sid))
         }
+
+    async def mark_unread(self, stream_id: str, since_ms: int) -> None:
+        await self._io()
+        self._write("unread")
+        if stream_id in self._streams:
+            self._unread[stream_id] = since_ms
 
     async def finish(self, stream_id: str, node: str, status: str, last_seq: int) -> None:
         await self._io()

@@ -14,6 +14,7 @@ from litestar.types import ASGIApp
 from core.http.auth import AuthPrincipal
 from core.schemas.chat import parse_chat_request
 from stream_service.domain.dependencies import AppSettings, Engine, StreamConfig
+from stream_service.engine.grace import HEADER as GRACE_HEADER
 from stream_service.engine.types import StopReason
 from stream_service.transports.outlet import Outlet
 from stream_service.transports.sse import EventStream
@@ -41,7 +42,8 @@ class StreamChatController(Controller):
             return ASGIResponse(
                 body=_json.encode(result.body(chat.model)), media_type=MediaType.JSON
             )
-        stream = await engine.create(principal.sub, chat, accepted)
+        grace = request.headers.get(GRACE_HEADER)
+        stream = await engine.create(principal.sub, chat, accepted, grace_header=grace)
         outlet = Outlet()
         try:
             opened = await engine.open(principal.sub, stream.id, 0, openai_chunks, sink=outlet)

@@ -56,6 +56,7 @@ class RoomsController(Controller):
         room_id: FromPath[str],
     ) -> dict[str, Any]:
         try:
+            # deep nesting and invalid UTF-8 are DecodeErrors too (a 400, never a 500)
             body = json_input.decode(await request.body(), decoder=_add_member)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(

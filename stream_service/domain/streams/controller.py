@@ -13,6 +13,7 @@ from core.errors import InvalidRequest
 from core.http.auth import AuthPrincipal, stream_reader
 from core.schemas.chat import parse_chat_request
 from stream_service.domain.dependencies import AppSettings, Engine, StreamConfig, Tokens
+from stream_service.engine.grace import HEADER as GRACE_HEADER
 from stream_service.transports.outlet import Outlet
 from stream_service.transports.sse import EventStream, last_event_id
 from stream_service.transports.sse.formats import native, openai_chunks
@@ -32,7 +33,8 @@ class StreamsController(Controller):
     ) -> dict[str, Any]:
         accepted = time.perf_counter()
         chat = parse_chat_request(await request.body(), settings)
-        stream = await engine.create(principal.sub, chat, accepted)
+        grace = request.headers.get(GRACE_HEADER)
+        stream = await engine.create(principal.sub, chat, accepted, grace_header=grace)
         return {
             "id": stream.id,
             "events_url": url_tokens.stream_events_url(principal.sub, stream.id),

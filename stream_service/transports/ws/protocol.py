@@ -56,7 +56,7 @@ _MAX_ID = 128
 def decode(data: str | bytes) -> tuple[str, dict[str, Any]]:
     """(type, the other fields) of a client frame, or :class:`ProtocolError`."""
     try:
-        raw = json_input.decode(data)
+        raw = json_input.decode(data)  # deep nesting and invalid UTF-8 included
     except msgspec.DecodeError:
         raise ProtocolError("invalid_message", "A frame must be a JSON object.") from None
     if not isinstance(raw, dict):
@@ -79,8 +79,8 @@ def fields(kind: type[Any], raw: dict[str, Any]) -> Any:
         # `ref` is the envelope's (echoed on errors) on any frame, not an unknown field
         raw = {key: item for key, item in raw.items() if key != "ref"}
     try:
-        value = msgspec.convert(raw, kind)
-    except msgspec.ValidationError as exc:
+        value = json_input.convert(raw, kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ProtocolError("invalid_message", f"Invalid frame: {exc}.", ref) from None
     room = getattr(value, "room", None)
     if isinstance(room, str) and not (0 < len(room) <= _MAX_ID):

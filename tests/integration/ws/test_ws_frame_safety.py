@@ -138,24 +138,37 @@ async def test_undecodable_frames_are_invalid_message_and_the_socket_keeps_answe
 
 
 async def test_a_resume_on_another_node_at_once_waits_for_the_record(
-    pair: tuple[ProcessServer, ProcessServer], tokens: DevTokens
+    nodes: Nodes, pair: tuple[ProcessServer, ProcessServer], tokens: DevTokens
 ) -> None:
     """The create answers before the record is stored: a resume sent to the other node
-    the moment the id is known gets the stream (from its first event), not a 404."""
-    a, b = pair
+    the moment the id is known gets the stream (from its first event), not a 404. (One
+    store writer, busy with other streams' first writes: the record comes late.)"""
+    busy = nodes.start(NODE_ID="safe-busy", FLUSH_CONCURRENCY="1")
+    _, b = pair
     ws_b: WsClient = await open_ws(b, tokens, "early")
     try:
-        for _ in range(5):
-            async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=20) as client:
+            for attempt in range(3):
+                others = [
+                    client.post(
+                        busy.url + "/stream/v1/streams",
+                        json=chat_request("/tokens 3"),
+                        headers=bearer(tokens, f"busy-{attempt}-{n}"),
+                    )
+                    for n in range(24)
+                ]
+                await asyncio.gather(*others)  # answered: their first writes are queued
                 created = await client.post(
-                    a.url + "/stream/v1/streams",
+                    busy.url + "/stream/v1/streams",
                     json=chat_request("/tokens 5"),
                     headers=bearer(tokens, "early"),
                 )
-            stream_id = created.json()["id"]
-            await ws_b.send({"type": "resume", "stream_id": stream_id, "after_seq": 0})
-            frames = await ws_b.stream(stream_id, within=15)
-            assert frames[-1]["type"] == "done", frames[-1]
-            assert seqs(frames) == list(range(1, len(frames) + 1))
+                stream_id = created.json()["id"]
+                await ws_b.send({"type": "resume", "stream_id": stream_id, "after_seq": 0})
+                first = await ws_b.expect({"stream_id": stream_id}, within=15)
+                assert first["type"] != "error", first
+                frames = await ws_b.stream(stream_id, within=15)
+                assert frames[-1]["type"] == "done", frames[-1]
+                assert seqs(frames) == list(range(1, len(frames) + 1))
     finally:
         await ws_b.close()
