@@ -163,8 +163,7 @@ class UiChat:
                 0,
                 self._format(reply.stream_id, reply.message_id),
                 sink=outlet,
-                wait_s=self.config.record_wait_s,
-            )
+            )  # its own stream made moments ago on another node waits for its record
         except NotFound:
             return None
         return reply.stream_id, opened, outlet
