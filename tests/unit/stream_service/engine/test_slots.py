@@ -246,3 +246,40 @@ async def test_a_slot_that_could_not_be_released_is_given_back_once_the_store_re
                 await asyncio.sleep(0.05)
     finally:
         await slots.stop()
+
+
+@pytest.mark.parametrize("policy", ["reject", "replace"])
+async def test_an_unread_stream_yields_its_slot_first_under_either_policy(policy: str) -> None:
+    store = MemoryStore()
+    unread: set[str] = set()
+
+    async def find_unread(holders: list[Holder]) -> set[str]:
+        return {h.stream_id for h in holders} & unread
+
+    slots = Slots(
+        store,
+        node="n1",
+        limit=2,
+        policy=policy,
+        node_ttl_s=30,
+        stop_anywhere=_Stops(),
+        find_unread=find_unread,
+    )
+    await slots.start()
+    try:
+        for stream_id in ("old", "young"):
+            await slots.acquire("u", stream_id)
+            await asyncio.sleep(0.002)  # distinct creation times
+        unread.add("young")  # its client went away; the older one is read
+        await slots.acquire("u", "new")
+        assert _stops(slots).calls == [("young", StopReason.UNREAD)]
+        assert not await _is_held(store, "u", "young")  # (checking "old" would renew it)
+        # every stream read: the policy decides
+        if policy == "reject":
+            with pytest.raises(RateLimited):
+                await slots.acquire("u", "newer")
+        else:
+            await slots.acquire("u", "newer")
+            assert _stops(slots).calls[-1] == ("old", StopReason.REPLACED)
+    finally:
+        await slots.stop()
