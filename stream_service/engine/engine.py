@@ -377,8 +377,8 @@ class StreamEngine:
         self, owner: str, stream_id: str, as_owners: Sequence[str] = ()
     ) -> StreamMeta:
         """The stream's record. A reader that reaches another node in the first moments of
-        its own stream (made for ``owner`` or one of ``as_owners`` less than
-        ``RECORD_WAIT_S`` ago) waits for it; any other id gets no wait: unknown and foreign
+        its own stream (made for ``owner`` or one of ``as_owners`` in the last minute)
+        waits for it (``RECORD_WAIT_S``); any other id gets no wait: unknown and foreign
         ids answer through this same path, after the same single read."""
         deadline = self.ids.record_deadline(stream_id, (owner, *as_owners))
         while True:

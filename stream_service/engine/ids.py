@@ -32,6 +32,8 @@ _RANDOM = 10
 _TAG = 10
 # A node's clock may run ahead of the creator's by this much.
 _SKEW_MS = 1000
+# An id made this long ago whose record is still missing expired (or never got one): no wait.
+FRESH_S = 60.0
 TICKET_PREFIX = "call-"  # "l" is no hex digit: never a stream id
 
 
@@ -66,17 +68,17 @@ class StreamIds:
         return any(hmac.compare_digest(self._tag(owner, body), tag) for owner in owners)
 
     def record_deadline(self, stream_id: str, owners: Iterable[str]) -> float:
-        """Until when (``time.monotonic``) a reader may wait for the stream's record: later
-        than now only for an id made for one of ``owners`` less than ``RECORD_WAIT_S`` ago.
-        The same for a stream that exists and for one that does not."""
+        """Until when (``time.monotonic``) a reader may wait for the stream's record:
+        ``RECORD_WAIT_S`` from now for an id the cluster made for one of ``owners`` in the
+        last minute (a loaded node may write a record late), now for any other id. The same
+        for a stream that exists and for one that does not."""
         now = time.monotonic()
         try:
             created = int(stream_id[:_TIME], 16)
         except ValueError:
             return now
-        age_ms = now_ms() - created
-        if not -_SKEW_MS <= age_ms < self.record_wait_s * 1000:
+        if not -_SKEW_MS <= now_ms() - created < FRESH_S * 1000:
             return now
         if not self.made_for(stream_id, owners):
             return now
-        return now + self.record_wait_s - max(0, age_ms) / 1000
+        return now + self.record_wait_s

@@ -155,7 +155,7 @@ async def test_a_resume_on_another_node_at_once_waits_for_the_record(
                         json=chat_request("/tokens 3"),
                         headers=bearer(tokens, f"busy-{attempt}-{n}"),
                     )
-                    for n in range(24)
+                    for n in range(12)
                 ]
                 await asyncio.gather(*others)  # answered: their first writes are queued
                 created = await client.post(
