@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from core.auth.dev import DevTokens
+from devstack.local_aws import LocalAws
 from tests.integration.ws.conftest import (
     Nodes,
     WsClient,
@@ -24,7 +25,7 @@ from tests.integration.ws.conftest import (
     seqs,
     start_nodes,
 )
-from tests.support.servers import ProcessServer
+from tests.support.servers import ProcessServer, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +173,28 @@ async def test_a_resume_on_another_node_at_once_waits_for_the_record(
                 assert seqs(frames) == list(range(1, len(frames) + 1))
     finally:
         await ws_b.close()
+
+
+async def test_a_store_failure_inside_a_handler_is_answered_and_the_socket_goes_on(
+    nodes: Nodes, tokens: DevTokens
+) -> None:
+    """The node's DynamoDB goes away: a ``resume`` that needs the store is answered with
+    ``error`` ``internal_error`` (and logged), and the socket keeps answering."""
+    aws = LocalAws.start()
+    try:
+        wait_http(aws.endpoint)
+        node = nodes.start(NODE_ID="safe-storeless", DYNAMODB_ENDPOINT_URL=aws.endpoint)
+        ws = await open_ws(node, tokens, "storeless")
+        await ws.send({"type": "ping"})
+        await ws.expect({"type": "pong"})
+    finally:
+        aws.stop()
+    try:
+        await ws.send({"type": "resume", "stream_id": "0" * 32, "ref": "needs-the-store"})
+        error = await ws.expect({"type": "error", "ref": "needs-the-store"}, within=60)
+        assert error["code"] == "internal_error", error
+        await ws.send({"type": "ping", "ref": "after"})
+        await ws.expect({"type": "pong"}, within=10)
+        assert ws.close_code is None
+    finally:
+        await ws.close()
