@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:  # core.auth imports this module
+    from core.auth.keys import KeyRing, SecretsManagerKeys
 
 DEV_SECRET_DEFAULT = "rtai-dev-secret-change-me-0123456789abcdef"
 # HS256 keys shorter than the hash are weak (RFC 7518 3.2): URL-token keys must be longer.
@@ -159,17 +162,19 @@ class Settings(BaseSettings):
             return _read_secret(self.openai_api_key_secret_arn)
         return None
 
-    @property
-    def url_token_key(self) -> str:
-        """The URL-token key: its own secret; only dev auth falls back to the dev secret.
+    def url_token_keys(self) -> KeyRing:
+        """The URL-token key: its own secret (given, or by ARN: read when first needed and
+        again on rotation, :mod:`core.auth.keys`); only dev auth falls back to the dev
+        secret. Raises :class:`InsecureConfiguration` when ``jwt`` mode has none (the
+        stream service asks at start-up, so it stops there, never per request)."""
+        from core.auth.keys import StaticKeys
 
-        Read at start-up by every process that signs or verifies URL tokens (the stream
-        service), so a missing key in ``jwt`` mode stops it there, never per request.
-        """
         if self.url_token_secret is not None:
-            return self.url_token_secret.get_secret_value()
+            return StaticKeys(self.url_token_secret.get_secret_value())
+        if self.url_token_secret_arn:
+            return _secret_key_ring(self.url_token_secret_arn, self.aws_region)
         if self.auth_mode == "dev":
-            return self.auth_dev_secret.get_secret_value()
+            return StaticKeys(self.auth_dev_secret.get_secret_value())
         raise InsecureConfiguration(
             "AUTH_MODE=jwt needs URL_TOKEN_SECRET (or URL_TOKEN_SECRET_ARN): a key of its own,"
             f" at least {MIN_URL_TOKEN_KEY_BYTES} bytes; the dev secret is never used for URL"
@@ -177,21 +182,45 @@ class Settings(BaseSettings):
         )
 
     @property
+    def url_token_key(self) -> str:
+        """The key URL tokens are signed with now (see :meth:`url_token_keys`)."""
+        from core.auth.keys import KeyTooShort
+
+        try:
+            return self.url_token_keys().signing_key()
+        except KeyTooShort as exc:
+            raise InsecureConfiguration(str(exc)) from exc
+
+    @property
     def is_local_aws(self) -> bool:
         return self.dynamodb_endpoint_url is not None
 
 
 def resolve_secrets(settings: Settings) -> Settings:
-    """Fill the URL-token key given by ARN (Secrets Manager, cached by Powertools) into the
-    settings. The model provider's key is not read here but at its first use
-    (:meth:`Settings.openai_key`): it is set after deploy, and a SnapStart snapshot of an
-    initialised function must not hold its placeholder."""
-    updates: dict[str, SecretStr] = {}
-    if settings.url_token_secret is None and settings.url_token_secret_arn:
-        key = SecretStr(_read_secret(settings.url_token_secret_arn))
-        _check_url_token_key(key)
-        updates["url_token_secret"] = key
-    return settings.model_copy(update=updates) if updates else settings
+    """Secrets given by ARN stay unread here: the model provider's key is read at its first
+    use (:meth:`Settings.openai_key`) and the URL-token key when first needed and again on
+    rotation (:meth:`Settings.url_token_keys`). Both are set or rotated after deploy, and a
+    SnapStart snapshot of an initialised function must hold neither."""
+    return settings
+
+
+_KEY_RINGS: dict[str, SecretsManagerKeys] = {}
+
+
+def _secret_key_ring(arn: str, region: str) -> SecretsManagerKeys:
+    """One cached key ring per secret per process."""
+    from core.auth.keys import SecretsManagerKeys, boto3_reader
+
+    ring = _KEY_RINGS.get(arn)
+    if ring is None:
+        ring = _KEY_RINGS[arn] = SecretsManagerKeys(arn, boto3_reader(region))
+    return ring
+
+
+def forget_secrets() -> None:
+    """After a SnapStart restore: every secret read anew at its next use."""
+    for ring in _KEY_RINGS.values():
+        ring.forget()
 
 
 def _check_url_token_key(key: SecretStr) -> None:

@@ -125,7 +125,11 @@ def create_app(
             await engine.stop()
             await ui_chat.close()
 
-    url_tokens = UrlTokens(settings.url_token_key, settings.url_token_ttl_s)
+    # Read the URL-token key now (a missing or short one stops the start-up); it is re-read
+    # on rotation (core/auth/keys.py).
+    _ = settings.url_token_key
+    url_keys = settings.url_token_keys()
+    url_tokens = UrlTokens(url_keys, settings.url_token_ttl_s)
     verifier = build_verifier(settings)
     services: dict[str, Any] = {
         "engine": engine,
@@ -134,7 +138,7 @@ def create_app(
         "url_tokens": url_tokens,
         "verifier": verifier,
         "ws_config": ws_config,
-        "ws_tickets": UrlTokens(settings.url_token_key, ws_config.ticket_ttl_s),
+        "ws_tickets": UrlTokens(url_keys, ws_config.ticket_ttl_s),
         "room_replies": replies,
         "ws_hub": ws_hub,
         "ui_chat": ui_chat,

@@ -3,6 +3,12 @@
 Keys are fetched from ``JWT_JWKS_URL`` by PyJWT's ``PyJWKClient`` and cached; an unknown
 ``kid`` triggers one refetch (key rotation). Cognito access tokens carry ``client_id``
 instead of ``aud``: either matches ``JWT_AUDIENCE``.
+
+Only access tokens open the API: a Cognito *ID* token (``token_use: id``, ``aud`` = the app
+client, signed by the same keys) says who the user is to the client app, not what it may
+call, so it is refused (401 ``invalid_token``) even though its signature, issuer and
+audience check out. A token without ``token_use`` (issuers other than Cognito) is judged by
+signature, issuer and audience alone.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ _ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384"]
 # An unknown key id refetches the issuer's keys (rotation) at most this often, so tokens
 # with made-up key ids cannot turn every request into an outbound fetch.
 _REFRESH_EVERY_S = 60.0
+ACCESS_TOKEN_USE = "access"
 
 
 class JwksVerifier(TokenVerifier):
@@ -65,6 +72,12 @@ class JwksVerifier(TokenVerifier):
             raise Unauthorized("Could not fetch the issuer's signing keys.") from exc
         except jwt.PyJWTError as exc:
             raise unauthorized_from(exc) from exc
+        token_use = claims.get("token_use", ACCESS_TOKEN_USE)
+        if token_use != ACCESS_TOKEN_USE:
+            raise Unauthorized(
+                f"A {token_use!r} token is not accepted here; send the access token.",
+                code="invalid_token",
+            )
         if self._audience is not None:
             aud = claims.get("aud", claims.get("client_id"))
             audiences = aud if isinstance(aud, list) else [aud]

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from core.auth.base import Principal, principal_from_claims, unauthorized_from
+from core.auth.keys import KeyRing, as_key_ring, decode_hs256
 from core.errors import Unauthorized
 
 PREFIX = "ek_"
@@ -31,8 +32,8 @@ class ClientSecret:
 
 
 class RealtimeKeys:
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
+    def __init__(self, secret: str | KeyRing) -> None:
+        self._keys = as_key_ring(secret)
 
     def mint(self, sub: str, ttl_s: int, session: dict[str, Any] | None = None) -> ClientSecret:
         now = int(time.time())
@@ -45,7 +46,7 @@ class RealtimeKeys:
         }
         if session:
             claims["session"] = session
-        token = jwt.encode(claims, self._secret, algorithm="HS256")
+        token = jwt.encode(claims, self._keys.signing_key(), algorithm="HS256")
         return ClientSecret(PREFIX + token, now + ttl_s)
 
     @staticmethod
@@ -57,10 +58,9 @@ class RealtimeKeys:
         if not value.startswith(PREFIX):
             raise Unauthorized("Not a realtime client secret.", code="invalid_api_key")
         try:
-            claims = jwt.decode(
+            claims = decode_hs256(
+                self._keys,
                 value[len(PREFIX) :],
-                self._secret,
-                algorithms=["HS256"],
                 audience=_AUDIENCE,
                 options={"require": ["sub", "exp", "scope"]},
             )

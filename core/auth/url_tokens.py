@@ -20,6 +20,7 @@ import time
 import jwt
 
 from core.auth.base import Principal, principal_from_claims, unauthorized_from
+from core.auth.keys import KeyRing, as_key_ring, decode_hs256
 from core.errors import Unauthorized
 
 _AUDIENCE = "rtai-url"
@@ -37,22 +38,24 @@ def redact_url_token(text: str) -> str:
 
 
 class UrlTokens:
-    def __init__(self, secret: str, ttl_s: int) -> None:
-        self._secret = secret
+    """``secret``: the key, or a :class:`~core.auth.keys.KeyRing` that rotates (signs with
+    the current key, verifies with the current and the previous one)."""
+
+    def __init__(self, secret: str | KeyRing, ttl_s: int) -> None:
+        self._keys = as_key_ring(secret)
         self.ttl_s = ttl_s
 
     def mint(self, sub: str, scope: str) -> str:
         now = int(time.time())
         claims = {"sub": sub, "scope": scope, "aud": _AUDIENCE, "iat": now, "exp": now + self.ttl_s}
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._keys.signing_key(), algorithm="HS256")
 
     def verify(self, token: str, scope: str | tuple[str, ...]) -> Principal:
         """The token's user if it is valid and its scope is ``scope`` (or one of them)."""
         try:
-            claims = jwt.decode(
+            claims = decode_hs256(
+                self._keys,
                 token,
-                self._secret,
-                algorithms=["HS256"],
                 audience=_AUDIENCE,
                 options={"require": ["sub", "exp", "scope"]},
             )

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from mangum import Mangum
 
-from core.settings import get_settings, require_safe_exposure
+from core.settings import forget_secrets, get_settings, require_safe_exposure
 from functions.api.app import create_app
 
 # Fail closed: a function URL or API route is public, so dev auth needs AUTH_DEV_ALLOW_PUBLIC.
@@ -42,8 +42,10 @@ def _before_snapshot() -> None:
 
 def _after_restore() -> None:
     """SnapStart: every restored instance starts from the same memory; give each its own
-    pseudo-random sequence (the SDK's retry jitter), as a fresh interpreter would have."""
+    pseudo-random sequence (the SDK's retry jitter), as a fresh interpreter would have, and
+    read every secret anew (the URL-token key may have rotated since the snapshot)."""
     random.seed()
+    forget_secrets()
 
 
 try:  # only inside Lambda's Python runtime (SnapStart's runtime hooks)

@@ -1,7 +1,8 @@
 """Secrets Manager: the model provider's API key and the key that signs stream URLs.
 
-Both runtimes read the same secrets: Lambda by ARN at cold start (Powertools parameters,
-cached), ECS injects them as environment variables when a task starts.
+Both runtimes read the same secrets. The model key: Lambda by ARN at its first model call,
+ECS injects it when a task starts. The URL-token key: both by ARN when first needed and
+again on rotation (AWSCURRENT signs, AWSPREVIOUS still verifies; core/auth/keys.py).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class AppSecrets(Construct):
             self.url_token_secret,
             "AwsSolutions-SMG4",
             "Signs URL tokens that live minutes; automatic rotation would need"
-            " a rotation Lambda and key overlap for no real gain. Rotate by"
-            " regenerating the value and restarting the service (docs/deploy.md).",
+            " a rotation Lambda for no real gain. Rotate with put-secret-value:"
+            " every process re-reads it and still verifies the previous value, no"
+            " restart (docs/deploy.md, 'Secrets and rotation').",
         )

@@ -52,7 +52,7 @@ def realtime_routes(
     config = config or get_realtime_settings()
     metrics = RealtimeMetrics(registry)
     sessions = SessionRegistry(config, metrics)
-    keys = RealtimeKeys(settings.url_token_key)
+    keys = RealtimeKeys(settings.url_token_keys())
     local_parts: list[Any] = []  # the stand-in's shared parts, built on first use
 
     def make_backend(caller: Caller, limits: ClientLimits) -> Backend:

@@ -127,3 +127,18 @@ def test_unknown_key_ids_refetch_keys_at_most_once_a_minute(
         )
         assert response.status_code == 401
     assert jwks.hits == 2  # the first fetch, then one refresh for all three unknown ids
+
+
+def test_a_cognito_id_token_is_not_an_access_token(
+    jwt_api: tuple[ThreadServer, JwksApp], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Same pool, same keys, the app client as audience: an ID token still gets 401."""
+    api, _ = jwt_api
+    id_token = _token(rsa_key, token_use="id", aud="client-1", client_id=None)
+    reply = httpx.get(f"{api.url}/api/v1/models", headers={"authorization": f"Bearer {id_token}"})
+    assert reply.status_code == 401
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_token" and "access token" in error["message"]
+    access = _token(rsa_key)
+    ok = httpx.get(f"{api.url}/api/v1/models", headers={"authorization": f"Bearer {access}"})
+    assert ok.status_code == 200

@@ -1,6 +1,7 @@
-"""Secrets by ARN: the URL-token key at start-up, the model key at its first use only
-(a SnapStart snapshot of the initialised function must not hold the deploy-time
-placeholder of a key set afterwards)."""
+"""Secrets by ARN: neither is read at start-up (a SnapStart snapshot of the initialised
+function must hold no secret: not the placeholder of a model key set afterwards, not a
+URL-token key that may rotate); the model key at its first use, the URL-token key when
+first needed (tests/unit/core/test_url_token_rotation.py)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_start_up_reads_the_url_token_key_but_not_the_model_key(reads: list[str]) -> None:
+def test_start_up_reads_no_secret(reads: list[str]) -> None:
     settings = resolve_secrets(
         Settings(openai_api_key_secret_arn="arn:model", url_token_secret_arn="arn:url")
     )
-    assert reads == ["arn:url"]
-    assert settings.url_token_key.startswith("value-of-arn:url")
+    assert reads == []
+    assert settings.url_token_secret is None  # nothing baked into the settings
     assert settings.openai_key() == "value-of-arn:model-" + "x" * 32
-    assert reads == ["arn:url", "arn:model"]
+    assert reads == ["arn:model"]
 
 
 def test_a_key_given_directly_is_used_as_is(reads: list[str]) -> None:

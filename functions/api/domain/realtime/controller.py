@@ -85,7 +85,7 @@ class RealtimeController(Controller):
             )
         settings: Settings = request.app.state.settings
         # the session's id travels in the key: the socket it opens gets that id
-        secret = RealtimeKeys(settings.url_token_key).mint(
+        secret = RealtimeKeys(settings.url_token_keys()).mint(
             principal.sub, ttl, {**session, "id": session_id}
         )
         model = str(session.get("model") or DEFAULT_MODEL)
