@@ -6,10 +6,20 @@ listed in docs/limits.md.
 
 from __future__ import annotations
 
+import enum
 from functools import lru_cache
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_service.rooms.bus.wire import MAX_CHANNELS_PER_COMMAND
+
+
+class BusMode(enum.StrEnum):
+    """What ``BUS_URL`` points at."""
+
+    STANDALONE = "standalone"  # one Redis/Valkey server (or a primary with replicas)
+    CLUSTER = "cluster"  # a Redis Cluster: ElastiCache Serverless, or self-managed
 
 
 class RoomSettings(BaseSettings):
@@ -25,6 +35,13 @@ class RoomSettings(BaseSettings):
     typing_ttl_s: float = Field(default=6.0, gt=0, le=300)
 
     # --- the bus ----------------------------------------------------------------------
+    # `cluster` for ElastiCache Serverless (always cluster mode, TLS: `rediss://`) or any
+    # Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE per slot); `standalone`: one
+    # server, PUBLISH / SUBSCRIBE.
+    bus_mode: BusMode = BusMode.STANDALONE
+    # Channels per (S)SUBSCRIBE when a node (re)subscribes its rooms: ElastiCache caps a
+    # request at 3,999 arguments, so a node with thousands of rooms subscribes in chunks.
+    bus_subscribe_chunk: int = Field(default=1000, ge=1, le=MAX_CHANNELS_PER_COMMAND)
     # Reconnect backoff after Redis goes away: doubles from MIN to MAX (with jitter).
     bus_reconnect_min_s: float = Field(default=0.1, gt=0)
     bus_reconnect_max_s: float = Field(default=5.0, gt=0)
@@ -88,6 +105,8 @@ class RoomSettings(BaseSettings):
             raise ValueError("PRESENCE_TTL_S must be above twice PRESENCE_HEARTBEAT_S")
         if self.bus_reconnect_max_s < self.bus_reconnect_min_s:
             raise ValueError("BUS_RECONNECT_MAX_S must be >= BUS_RECONNECT_MIN_S")
+        if self.bus_mode is BusMode.CLUSTER and (self.bus_url or "").startswith("unix://"):
+            raise ValueError("BUS_MODE=cluster needs a redis:// or rediss:// BUS_URL")
         if self.room_max_message_bytes > self.room_max_bytes:
             raise ValueError("ROOM_MAX_MESSAGE_BYTES must not exceed ROOM_MAX_BYTES")
         return self

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -52,10 +53,15 @@ class BusHealth:
     outages: int
     # Seconds since the current outage began (0 when connected).
     down_for_s: float
+    # What a backend adds (a cluster: its shards up and down).
+    detail: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def connected(self) -> bool:
         return self.state is BusState.CONNECTED
+
+    def with_detail(self, **detail: object) -> BusHealth:
+        return replace(self, detail={**self.detail, **detail})
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,6 +69,7 @@ class BusHealth:
             "state": self.state.value,
             "outages": self.outages,
             "down_for_s": round(self.down_for_s, 3),
+            **self.detail,
         }
 
 
@@ -125,6 +132,7 @@ class Bus(abc.ABC):
         self._state = BusState.STOPPED
         self._outages = 0
         self._down_since: float | None = None
+        self._connected_event = asyncio.Event()
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -161,6 +169,10 @@ class Bus(abc.ABC):
             self._down_since = None
         self._state = state
         self.metrics.connected.set(1 if state is BusState.CONNECTED else 0)
+        if state is BusState.CONNECTED:
+            self._connected_event.set()
+        else:
+            self._connected_event.clear()
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
         """Run ``hook`` (as a task) each time the bus is connected again after an outage:
@@ -175,6 +187,11 @@ class Bus(abc.ABC):
     # --- lifecycle -----------------------------------------------------------------------
     @abc.abstractmethod
     async def start(self) -> None: ...
+
+    async def _wait_connected(self, within_s: float) -> None:
+        """Until connected or ``within_s`` passed (a node starts with its bus down too)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected_event.wait(), within_s)
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -218,6 +235,11 @@ class Bus(abc.ABC):
             except Exception:
                 self.metrics.handler_errors.inc()
                 log.exception("bus handler for %s failed", channel)
+
+    async def _receive_remote(self, channel: str, data: bytes) -> None:
+        """Another node's publication arrived through the backend."""
+        self.metrics.received.inc()
+        await self._deliver(channel, data)
 
     @abc.abstractmethod
     async def _publish_remote(self, channel: str, data: bytes) -> bool: ...

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from redis.crc import key_slot
 
-from stream_service.rooms.bus.base import BusState
+from stream_service.domain.ops.controller import Health, node_health
+from stream_service.rooms.bus.base import BusHealth, BusState
+from stream_service.rooms.bus.cluster import ClusterBus
 from stream_service.rooms.bus.factory import build_bus
 from stream_service.rooms.bus.memory import MemoryBus
 from stream_service.rooms.bus.redis import RedisBus
-from stream_service.rooms.config import RoomSettings
+from stream_service.rooms.bus.wire import chunks, slot_chunks
+from stream_service.rooms.config import BusMode, RoomSettings
 
 
 def test_spec_variables_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,6 +37,10 @@ def test_spec_variables_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         {"TYPING_TTL_S": "0"},
         {"PRESENCE_HEARTBEAT_S": "2", "PRESENCE_TTL_S": "3"},
         {"ROOM_MAX_MESSAGE_BYTES": "600000"},
+        {"BUS_MODE": "sharded"},
+        {"BUS_MODE": "cluster", "BUS_URL": "unix:///run/redis.sock"},
+        {"BUS_SUBSCRIBE_CHUNK": "3999"},  # with the command name: 4,000 arguments
+        {"BUS_SUBSCRIBE_CHUNK": "0"},
     ],
 )
 def test_bad_settings_are_refused_at_start(
@@ -49,6 +57,37 @@ def test_the_bus_follows_bus_url() -> None:
     assert isinstance(build_bus(RoomSettings(bus_url=""), "n"), MemoryBus)
     bus = build_bus(RoomSettings(bus_url="redis://127.0.0.1:1/0"), "n")
     assert isinstance(bus, RedisBus) and bus.shared
+
+
+def test_bus_mode_cluster_takes_the_sharded_cluster_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUS_URL", "rediss://bus-abc.serverless.use1.cache.amazonaws.com:6379")
+    monkeypatch.setenv("BUS_MODE", "cluster")
+    config = RoomSettings()
+    assert config.bus_mode is BusMode.CLUSTER
+    bus = build_bus(config, "n")
+    assert isinstance(bus, ClusterBus) and bus.shared
+    assert bus.health().as_dict()["kind"] == "redis-cluster"
+    monkeypatch.delenv("BUS_MODE")
+    assert RoomSettings().bus_mode is BusMode.STANDALONE  # the default
+
+
+def test_slot_chunks_keep_each_subscribe_in_one_slot_and_under_the_argument_cap() -> None:
+    keys = [f"rtai:room:{i}" for i in range(5000)] + [f"rtai:{{tag}}:{i}" for i in range(2500)]
+    groups = list(slot_chunks(keys, 1000))
+    assert sorted(k for g in groups for k in g) == sorted(keys)  # each key exactly once
+    assert all(len({key_slot(k.encode()) for k in g}) == 1 for g in groups)  # no CROSSSLOT
+    assert max(len(g) for g in groups) == 1000  # 2,500 keys of one slot: 3 commands
+    assert [len(g) for g in chunks(keys, 3000)] == [3000, 3000, 1500]
+
+
+def test_healthz_is_degraded_not_failing_while_the_bus_is_down() -> None:
+    def bus(state: BusState) -> BusHealth:
+        return BusHealth("redis", state, 0, 0.0)
+
+    assert node_health(False, bus(BusState.CONNECTED)) is Health.OK
+    for state in (BusState.DISCONNECTED, BusState.CONNECTING, BusState.CLOSED):
+        assert node_health(False, bus(state)) is Health.DEGRADED
+    assert node_health(True, bus(BusState.CONNECTED)) is Health.DRAINING
 
 
 async def test_memory_bus_delivers_in_order_to_each_subscriber_until_unsubscribed() -> None:
