@@ -1,11 +1,14 @@
 """The cross-node room bus: ElastiCache Serverless for Valkey (``BUS_URL``).
 
 Room traffic (presence, typing, messages, live replies) reaches every stream node through
-it. TLS only (serverless caches always encrypt in transit: ``rediss://``), in the VPC's
-isolated subnets (no internet route, so no NAT), and reachable only from the stream
-service's tasks: the cache's security group admits the task security group on the cache's
-ports and nothing else. Usage limits cap what a runaway client can cost; idle, it bills
-the minimum metered data (100 MB for Valkey; docs/deploy.md).
+it. Serverless caches are cluster mode only: the service talks to it with
+``BUS_MODE=cluster`` (sharded pub/sub, docs/streaming.md); :attr:`RoomBus.environment` is
+what the stream container needs. TLS only (serverless caches always encrypt in transit:
+``rediss://``), in the VPC's isolated subnets (no internet route, so no NAT), and
+reachable only from the stream service's tasks: the cache's security group admits the
+task security group on the cache's ports and nothing else. Usage limits cap what a
+runaway client can cost; idle, it bills the minimum metered data (100 MB for Valkey;
+docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -70,3 +73,9 @@ class RoomBus(Construct):
     def url(self) -> str:
         """``rediss://<endpoint>:<port>`` (TLS) for ``BUS_URL``."""
         return f"rediss://{self.cache.attr_endpoint_address}:{self.cache.attr_endpoint_port}"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The stream container's bus variables: the TLS endpoint, and cluster mode (a
+        serverless cache is a cluster: SPUBLISH / SSUBSCRIBE per slot)."""
+        return {"BUS_URL": self.url, "BUS_MODE": "cluster"}

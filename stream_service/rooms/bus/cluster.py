@@ -44,7 +44,7 @@ from redis.crc import key_slot
 
 from stream_service.rooms.bus.base import Bus, BusHealth, BusMetrics, BusState
 from stream_service.rooms.bus.link import PubSubLink
-from stream_service.rooms.bus.redis import connection_options
+from stream_service.rooms.bus.redis import connection_options, no_retry
 from stream_service.rooms.bus.wire import Wire
 
 log = logging.getLogger("rtai.rooms.bus")
@@ -90,7 +90,7 @@ class ClusterBus(Bus):
         url_options: dict[str, Any] = dict(parse_url(url))
         for name in ("host", "port", "db", "path"):
             url_options.pop(name, None)
-        self._link_options = {**url_options, **options, "retry": Retry(NoBackoff(), 0)}
+        self._link_options = {**url_options, **options, "retry": no_retry()}
         self._links: dict[str, PubSubLink] = {}  # master "host:port" -> its link
         self._home: dict[str, str] = {}  # channel -> the master whose link holds it
         self._down: dict[str, float] = {}  # master -> until when publications skip it

@@ -33,6 +33,14 @@ from stream_service.rooms.bus.wire import Wire
 log = logging.getLogger("rtai.rooms.bus")
 
 
+def no_retry() -> Retry:
+    """For a pub/sub connection: a failure ends the session, nothing else. (redis-py's
+    failure callback would otherwise reconnect in place, even with zero retries, and
+    resubscribe every channel in one command: past 3,999 channels ElastiCache refuses it,
+    and on a cluster it is one SSUBSCRIBE across slots, refused too.)"""
+    return Retry(NoBackoff(), 0, supported_errors=())
+
+
 def connection_options(connect_timeout_s: float, ping_s: float) -> dict[str, Any]:
     """Socket options of every bus connection: a read that takes three ping intervals is
     an outage; redis-py's own health checks are off (the link pings)."""
@@ -72,7 +80,7 @@ class RedisBus(Bus):
         # The pub/sub connection: no retries inside redis-py. A failure must reach the
         # link (which reconnects, resubscribes and tells us), not be papered over.
         self._link = PubSubLink(
-            Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options),
+            Redis.from_url(url, retry=no_retry(), **options),
             self._wire,
             _url_for_log(url),
             sharded=False,
