@@ -201,11 +201,17 @@ class RedisClusterServers:
         return formed and fields.get("cluster_state") == "ok"
 
     def node_of(self, key: str) -> RedisServer:
-        """The master that owns ``key``'s slot."""
-        with self.nodes[0].client() as c:
-            slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))
-        per = CLUSTER_SLOTS // len(self.nodes)
-        return self.nodes[min(slot // per, len(self.nodes) - 1)]
+        """The master that owns ``key``'s slot now (as the cluster's slot map says)."""
+        for asked in self.nodes:
+            if not asked.running:
+                continue
+            with asked.client() as c:
+                slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))
+                for first, last, owner, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                    if first <= slot <= last:
+                        port = int(owner[1])
+                        return next(node for node in self.nodes if node.port == port)
+        raise LookupError(f"no master owns the slot of {key}")
 
     def restart(self, node: RedisServer, down_s: float = 0.0) -> None:
         """SIGKILL one master and start it again on its port (same id, same slots)."""

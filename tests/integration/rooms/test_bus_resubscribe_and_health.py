@@ -75,8 +75,9 @@ async def test_thousands_of_rooms_are_resubscribed_in_chunks(redis_server: Redis
         assert max(sizes) <= 1000 < MAX_CHANNELS_PER_COMMAND, sizes
         assert bus.health().as_dict()["state"] == "connected"
 
+        await wait_until(lambda: other.connected)  # its pub/sub connection was cut too
         for i in range(rooms):
-            await other.publish(f"room:many-{i}", f"m{i}".encode())
+            assert await other.publish(f"room:many-{i}", f"m{i}".encode()) is True
         await wait_until(lambda: len(inbox.items) >= rooms, within=30)
         assert sorted(inbox.payloads()) == sorted(f"m{i}".encode() for i in range(rooms))
     finally:
