@@ -89,6 +89,18 @@ class ModelProvider(abc.ABC):
     async def has_model(self, model: str) -> bool:
         return model in await self.list_models()
 
+    async def check(self, request: ChatCompletionRequest) -> None:
+        """Everything this provider refuses about ``request``, before any reply starts: an
+        unknown model (404) and what :meth:`refuse` finds (a 400 naming the param). Called
+        before admission on every path, so a streamed call is refused with its status, not
+        with an error event after a 200."""
+        await self.require_model(request.model)
+        self.refuse(request)
+
+    def refuse(self, request: ChatCompletionRequest) -> None:  # noqa: B027 - optional hook
+        """Raise the provider's own 4xx for a request it cannot answer (default: none: an
+        HTTP upstream refuses for itself, and its 400 reaches the client)."""
+
     async def require_model(self, model: str) -> None:
         """Raise OpenAI's 404 ``model_not_found`` unless this provider serves ``model``."""
         if not await self.has_model(model):

@@ -31,6 +31,9 @@ class LazyProvider(ModelProvider):
     async def has_model(self, model: str) -> bool:
         return await self.provider.has_model(model)
 
+    def refuse(self, request: ChatCompletionRequest) -> None:
+        self.provider.refuse(request)
+
     def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
         return self.provider.stream(request)
 

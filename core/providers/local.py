@@ -222,6 +222,10 @@ class LocalProvider(ModelProvider):
     async def list_models(self) -> list[str]:
         return list(self._models)
 
+    def refuse(self, request: ChatCompletionRequest) -> None:
+        """A bad tool or structured-output request is a 400 before the reply starts."""
+        _plan(request)
+
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
         reply = script(request, self.max_reply_tokens)
         fail = request.messages[-1].text().strip().startswith("/fail")

@@ -170,7 +170,7 @@ class BatchWorker:
                     if not await gate.open():
                         raise _Skipped
                     started = True
-                await self.provider.require_model(chat.model)
+                await self.provider.check(chat)
                 return await self.provider.complete(chat)
 
             result = await self.with_retries(call, budget)

@@ -227,7 +227,7 @@ class StreamEngine:
         if self.draining:
             raise errors.draining()
         grace_s = requested_grace(request, grace_header, self.limits.resume_grace_s)
-        await self.provider.require_model(request.model)
+        await self.provider.check(request)
         stream_id = self.ids.new(owner)
         slot_user = slot_user or owner
         await self._admit(slot_user, stream_id)
@@ -303,7 +303,7 @@ class StreamEngine:
         draining, bounded by ``UPSTREAM_COMPLETE_S``."""
         if self.draining:
             raise errors.draining()
-        await self.provider.require_model(request.model)
+        await self.provider.check(request)
         ticket = new_ticket()
         await self._admit(owner, ticket)
         try:

@@ -35,7 +35,7 @@ class ChatController(Controller):
         deadline = asyncio.timeout(budget)  # the whole call, upstream retries included
         try:
             async with deadline:
-                await provider.require_model(chat.model)
+                await provider.check(chat)
                 result = await provider.complete(chat)
         except TimeoutError as exc:
             if budget is None or not deadline.expired():
