@@ -318,7 +318,7 @@ def start(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine starts a node slowly
     while time.monotonic() < deadline:
         try:
             if httpx.get(health, timeout=1).status_code < 500:
