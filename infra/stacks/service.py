@@ -66,7 +66,8 @@ class ServiceStack(Stack):
                 network=self.network,
                 clients=self.stream.task_security_group,
             )
-            self.stream.container.add_environment("BUS_URL", self.bus.url)
+            for variable, value in self.bus.environment.items():  # BUS_URL, BUS_MODE
+                self.stream.container.add_environment(variable, value)
         self.edge = WebEdge(
             self,
             "WebEdge",
