@@ -15,6 +15,7 @@ from litestar.types import ASGIApp
 from core.http.auth import AuthPrincipal
 from stream_service.domain.dependencies import StreamConfig
 from stream_service.domain.ui_chat.service import UiChat
+from stream_service.engine.grace import HEADER as GRACE_HEADER
 from stream_service.transports.sse import EventStream
 from stream_service.transports.ui import UI_STREAM_HEADERS
 
@@ -33,7 +34,8 @@ class UiChatController(Controller):
         stream_config: StreamConfig,
     ) -> ASGIApp:
         accepted = time.perf_counter()
-        started = await ui_chat.start(principal.sub, await request.body(), accepted)
+        grace = request.headers.get(GRACE_HEADER)
+        started = await ui_chat.start(principal.sub, await request.body(), accepted, grace)
         headers = {**UI_STREAM_HEADERS, "X-Stream-Id": started.stream_id}
         return EventStream(started.opened, stream_config.retry_ms, headers, started.outlet)
 

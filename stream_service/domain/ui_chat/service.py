@@ -92,9 +92,12 @@ class UiChat:
 
         return make
 
-    async def start(self, user: str, body: bytes, accepted: float) -> Started:
+    async def start(
+        self, user: str, body: bytes, accepted: float, grace_header: str | None = None
+    ) -> Started:
         """Admit and start the reply (errors raise before anything is sent), bind it to the
-        chat (in the background: nothing waits for the store before the first token)."""
+        chat (in the background: nothing waits for the store before the first token).
+        ``grace_header``: the request's ``X-Resume-Grace-S`` (SPEC 11), if any."""
         try:
             raw = json_input.decode(body) if body.strip() else None
         except msgspec.DecodeError as exc:
@@ -114,7 +117,7 @@ class UiChat:
         assert isinstance(chat_id, str)
         request = chat_request(raw, self.settings)
         message_id = response_message_id(raw["messages"])
-        stream = await self.engine.create(user, request, accepted)
+        stream = await self.engine.create(user, request, accepted, grace_header=grace_header)
         self._bind(user, chat_id, ChatReply(stream.id, message_id, now_ms()))
         outlet = Outlet()
         try:

@@ -211,6 +211,20 @@ def test_a_file_type_openai_does_not_take_is_a_400(node: ProcessServer, tokens: 
     for bad, param in (({**body, "id": ""}, "id"), ({**body, "messages": []}, "messages")):
         answer = httpx.post(f"{node.url}/stream/v1/ui/chat", json=bad, headers=headers, timeout=30)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+    # SPEC 11: the per-request grace is checked here as on every stream entry
+    text_only = {
+        **body,
+        "messages": [{"id": "u2", "role": "user", "parts": [body["messages"][0]["parts"][0]]}],
+    }
+    for grace in ("-1", "100000", "soon"):
+        answer = httpx.post(
+            f"{node.url}/stream/v1/ui/chat",
+            json={**text_only, "id": chat_id()},
+            headers={**headers, "X-Resume-Grace-S": grace},
+            timeout=30,
+        )
+        assert answer.status_code == 400, (grace, answer.text)
+        assert answer.json()["error"]["param"] == "X-Resume-Grace-S"
 
 
 def test_reasoning_and_refusals_reach_the_page(node: ProcessServer, tokens: DevTokens) -> None:
