@@ -158,6 +158,14 @@ class StreamConfig(_Model):
     # Target tracking on the service's own count of running streams per task (the
     # ActiveStreams metric it emits in CloudWatch embedded metric format).
     streams_per_task: int = Field(default=200, ge=1)
+    # Stream-service processes per task (WORKERS): one per vCPU (Python runs one thread of
+    # bytecode at a time); None = the task's vCPUs (cpu / 1024, at least 1).
+    workers: int | None = Field(default=None, ge=1, le=16)
+
+    @property
+    def workers_per_task(self) -> int:
+        return self.workers if self.workers is not None else max(1, self.cpu // 1024)
+
     container_insights: bool = False
     alb_deletion_protection: bool = False
 

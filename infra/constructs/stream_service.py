@@ -125,6 +125,9 @@ class StreamService(Construct):
                 # uvicorn's keep-alive above the ALB idle timeout (the ALB closes first).
                 "HTTP_KEEPALIVE_S": str(cfg.service_http_keepalive_s),
                 "METRICS_PORT": str(METRICS_PORT),
+                # One process per vCPU behind the port; worker i serves metrics on
+                # METRICS_PORT + i (stream_service/workers.py).
+                "WORKERS": str(cfg.workers_per_task),
                 # ActiveStreams / BusConnected in CloudWatch embedded metric format.
                 "EMF_INTERVAL_S": str(EMF_INTERVAL_S),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -261,7 +264,8 @@ class StreamService(Construct):
         scaling.scale_to_track_custom_metric(
             "ActiveStreams",
             metric=self.active_streams,
-            target_value=cfg.streams_per_task,
+            # each worker process writes its own ActiveStreams: the average is per process
+            target_value=cfg.streams_per_task / cfg.workers_per_task,
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )

@@ -157,3 +157,9 @@ def test_explicit_account_requires_explicit_azs() -> None:
 def test_queue_visibility_is_six_times_the_worker_timeout() -> None:
     config = load_config(rtai_context(), "dev")
     assert config.api.queue_visibility_timeout_s == 6 * config.api.worker_timeout_s
+
+
+@pytest.mark.parametrize(("cpu", "workers"), [(256, 1), (512, 1), (1024, 1), (2048, 2), (4096, 4)])
+def test_one_stream_service_process_per_vcpu_by_default(cpu: int, workers: int) -> None:
+    assert StreamConfig(cpu=cpu).workers_per_task == workers
+    assert StreamConfig(cpu=cpu, workers=3).workers_per_task == 3

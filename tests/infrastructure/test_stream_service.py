@@ -173,3 +173,10 @@ def test_nat_when_configured_tasks_in_private_subnets(synth: Synth) -> None:
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 10)
     cluster = one(raw, "AWS::ECS::Cluster")
     assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+
+
+def test_the_container_runs_one_process_per_vcpu(synth: Synth) -> None:
+    """WORKERS = the task's vCPUs (dev: 0.5 vCPU -> 1), and the scaling target is per
+    process, since each worker writes its own ActiveStreams."""
+    stream = synth.dev.config.stream
+    assert env_vars(_container(synth))["WORKERS"] == str(stream.workers_per_task) == "1"
