@@ -2,7 +2,7 @@
 
 pocketsphinx holds the GIL while it decodes, so it never runs on the event loop's thread.
 An utterance is streamed to a worker while the user speaks (:meth:`Transcriber.begin`,
-then :meth:`Utterance.feed` per append): decoding keeps pace with the speech (about 0.3 s
+then :meth:`Utterance.feed` per append): decoding keeps pace with the speech (about 0.15 s
 of CPU per second of audio here), and when speech stops the transcript follows within tens
 of milliseconds. A worker decodes one utterance at a time; utterances given to a busy worker
 wait in its queue (their audio held here). ``REALTIME_ASR_WORKERS`` bounds the CPU voice
