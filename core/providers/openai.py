@@ -41,17 +41,6 @@ class _Delta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     reasoning: Any = None
     audio: Any = None
 
-    @property
-    def plain(self) -> bool:
-        return (
-            self.refusal is None
-            and not self.tool_calls
-            and self.function_call is None
-            and self.reasoning_content is None
-            and self.reasoning is None
-            and self.audio is None
-        )
-
 
 class _Choice(msgspec.Struct, gc=False):
     delta: _Delta = msgspec.field(default_factory=_Delta)
@@ -71,14 +60,6 @@ class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] = msgspec.field(default_factory=list)
     usage: _Usage | None = None
     error: dict[str, Any] | None = None
-
-    @property
-    def plain(self) -> bool:
-        """Every choice is text only (no other delta field set, no logprobs)."""
-        for choice in self.choices:
-            if choice.logprobs is not None or not choice.delta.plain:
-                return False
-        return True
 
 
 class _AnyChoice(msgspec.Struct, gc=False):
@@ -216,13 +197,27 @@ class OpenAIProvider(ModelProvider):
                             chunk = _chunk_decoder.decode(data)
                         except msgspec.ValidationError:
                             chunk = None  # a delta field beyond the usual ones
-                        if chunk is not None and chunk.error is None and chunk.plain:
-                            # the per-token path: text only, no dict
-                            for choice in chunk.choices:
-                                if choice.delta.content:
-                                    yield TokenDelta(choice.delta.content)
+                        # the per-token path: text only, no dict (n=1: one choice at most)
+                        if chunk is not None and chunk.error is None and chunk.choices:
+                            choice = chunk.choices[0]
+                            delta = choice.delta
+                            if (
+                                choice.logprobs is None
+                                and delta.tool_calls is None
+                                and delta.refusal is None
+                                and delta.reasoning_content is None
+                                and delta.reasoning is None
+                                and delta.audio is None
+                                and delta.function_call is None
+                                and len(chunk.choices) == 1
+                            ):
+                                if delta.content:
+                                    yield TokenDelta(delta.content)
                                 if choice.finish_reason:
                                     reason = choice.finish_reason
+                            else:
+                                chunk = None  # more than text
+                        if chunk is not None and chunk.error is None:
                             reported = chunk.usage
                         else:  # more than text (or an error): decoded whole
                             events, finished, reported = _decode_any_chunk(data)
