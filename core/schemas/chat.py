@@ -252,6 +252,27 @@ def _validate_tools(request: ChatCompletionRequest, settings: Settings) -> None:
                     param=f"tools[{index}].function.name",
                     code="invalid_value",
                 )
+    _validate_named_choice(request.tool_choice, tools)
+
+
+def _validate_named_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
+    """A ``tool_choice`` naming a function must name one of ``tools`` (OpenAI's own 400)."""
+    if not isinstance(choice, dict) or choice.get("type") != "function":
+        return
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    names = [
+        tool["function"]["name"]
+        for tool in tools
+        if tool.get("type") == "function" and isinstance(tool.get("function"), dict)
+    ]
+    if name not in names:
+        raise InvalidRequest(
+            f"Invalid value for 'tool_choice': function {name!r} is not among 'tools' "
+            f"({', '.join(names)}).",
+            param="tool_choice",
+            code="invalid_value",
+        )
 
 
 _json = msgspec.json.Encoder()
