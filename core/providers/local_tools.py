@@ -92,12 +92,23 @@ def media_marks(content: Any) -> list[str]:
     ]
 
 
+# The strings OpenAI defines for ``tool_choice`` (anything else is its 400 too).
+_CHOICE_STRINGS = frozenset({"none", "auto", "required"})
+
+
 def plan_reply(body: Mapping[str, Any]) -> Plan | None:
     """The scripted reply to ``body`` (a chat request as JSON data), or None for plain text."""
     messages = body.get("messages") or []
     tools = body.get("tools")
     choice = body.get("tool_choice")
     functions = _functions(tools)
+    if isinstance(choice, str) and choice not in _CHOICE_STRINGS:
+        raise InvalidRequest(
+            f"Invalid value for 'tool_choice': {choice!r}; expected 'none', 'auto', "
+            "'required' or an object naming a function.",
+            param="tool_choice",
+            code="invalid_value",
+        )
     if choice is not None and choice != "none" and not functions:
         raise InvalidRequest(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
