@@ -91,7 +91,7 @@ class EventStream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             if self.outlet is not None:
-                self.outlet.attach(send)
+                self.outlet.attach(send, scope)
             async for chunk in self.body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sending = False
