@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from typing import Any
 
 import httpx
 
 from stream_service.transports.outlet import Outlet
-from stream_service.transports.wire import WireHttpProtocol
+from stream_service.transports.wire import Wire, WireHttpProtocol
 from tests.support.servers import ThreadServer
 
 CHUNK = 64 * 1024
@@ -95,3 +96,30 @@ def _dechunk(data: bytes) -> bytes:
             return bytes(out)
         out += data[:size]
         data = data[size + 2 :]
+
+
+def test_the_connection_calls_a_response_back_when_its_client_leaves() -> None:
+    """An SSE response learns of the disconnect from the connection, not from a task of its
+    own waiting on ``receive``."""
+    lost = threading.Event()
+    registered: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        gone = asyncio.get_running_loop().create_future()
+        registered.append(Wire.on_lost(scope, lambda: gone.set_result(None)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hi", "more_body": True})
+        await asyncio.wait_for(gone, 30)
+        lost.set()
+
+    with ThreadServer(app, http=WireHttpProtocol) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        seen = b""
+        while b"hi" not in seen:
+            seen += sock.recv(65536)
+        sock.close()
+        assert lost.wait(30)
+    assert registered == [True]
