@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -177,6 +178,20 @@ async def node_stream(port: int, token: str, tokens: int, run: Run) -> None:
         run.errors += 1
 
 
+async def chat_stream(port: int, token: str, tokens: int, run: Run) -> None:
+    """One stream created and read on one connection (``POST /stream/v1/chat/completions``
+    with ``stream: true``): whichever worker accepts the connection runs and serves it."""
+    body = json.dumps({**chat_body(tokens), "stream": True}).encode()
+    started = time.time_ns()
+    try:
+        request = _post("/stream/v1/chat/completions", port, body, token)
+        reader, writer = await _http("127.0.0.1", port, request)
+        await _consume(reader, run, started)
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError):
+        run.errors += 1
+
+
 async def ws_stream(port: int, token: str, tokens: int, run: Run) -> None:
     """One stream over ``/stream/v1/ws``: ``chat.send``, then its frames to ``done``."""
     send = {
@@ -269,6 +284,8 @@ async def run_level(
                 await direct_stream(port, tokens, run)
             elif kind == "ws":
                 await ws_stream(port, users[index % len(users)], tokens, run)
+            elif kind == "chat":
+                await chat_stream(port, users[index % len(users)], tokens, run)
             else:
                 await node_stream(port, users[index % len(users)], tokens, run)
 
@@ -287,6 +304,16 @@ def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (a supervisor and its workers)."""
+    total = cpu_s(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += cpu_s(int(child))
+    return total
 
 
 def rss_kb(pid: int) -> int:
@@ -467,11 +494,32 @@ def main() -> None:
         help="each stream is one tool call of ~TOKENS arguments fragments: the node's CPU per "
         "fragment (SSE; fragments are counted, latency is not stamped); results get -tools",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the node's WORKERS (processes behind its port); above 1 with the memory store, "
+        "each stream is created and read on one connection (see --read)",
+    )
+    parser.add_argument(
+        "--read",
+        choices=["events", "chat"],
+        default=None,
+        help="SSE streams: created then read on GET events_url (events, the default with one "
+        "worker), or created and read on one POST /stream/v1/chat/completions (chat, the "
+        "default with more workers and the memory store)",
+    )
     args = parser.parse_args()
     global TOOL_CALLS
     TOOL_CALLS = args.tool_calls
     if TOOL_CALLS and args.transports != "sse":
         parser.error("--tool-calls reads over SSE only")
+    if args.read is None:
+        args.read = "chat" if args.workers > 1 and args.store == "memory" else "events"
+    if args.workers > 1 and args.store == "memory" and args.read != "chat":
+        parser.error(
+            "--workers > 1 with the memory store reads each stream where it runs: --read chat"
+        )
     if args.quick:
         args.levels, args.tokens, args.idle = "50,100", 40, 300
     raise_fd_limit()
@@ -505,7 +553,12 @@ def main() -> None:
         "AUTH_DEV_SECRET": SECRET,
         "RESUME_GRACE_S": "60",
         "NODE_ID": "bench",
+        "WORKERS": str(args.workers),
     }
+    if args.workers > 1 and args.store == "memory":
+        # bench only: each worker keeps its streams to itself (a stream is read on the
+        # connection that created it, --read chat); moto cannot absorb this many writes
+        node_env["WORKERS_UNSHARED_STORE"] = "true"
     moto = None
     if args.store == "dynamodb":
         moto_port = free_port()
@@ -524,7 +577,8 @@ def main() -> None:
         [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
         node_env,
         f"http://127.0.0.1:{node_port}/stream/healthz",
-        cpus=NODE_CPUS,
+        # several workers get every core (on 2 cores they share one with the harness)
+        cpus=NODE_CPUS if args.workers == 1 else None,
     )
     # The harness (upstream and this load generator) yields the CPU to the node when they
     # contend: in production the node has its cores to itself.
@@ -546,14 +600,14 @@ def main() -> None:
             for mode in user_modes:
                 for transport in transports:
                     users = one if mode == "one" else many
-                    kind = "ws" if transport == "ws" else "node"
-                    cpu_before = cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
+                    kind = "ws" if transport == "ws" else "chat" if args.read == "chat" else "node"
+                    cpu_before = tree_cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
                     wall = time.monotonic()
                     via = uvloop.run(
                         run_level(kind, level, duration, node_port, users, args.tokens, args.churn)
                     )
                     wall = time.monotonic() - wall
-                    node_cpu = cpu_s(node.pid) - cpu_before[0]
+                    node_cpu = tree_cpu_s(node.pid) - cpu_before[0]
                     harness_cpu = (
                         cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
                     )
@@ -642,6 +696,8 @@ def main() -> None:
         "tokens_per_stream": args.tokens,
         "rate_per_stream": args.rate,
         "churn": args.churn,
+        "workers": args.workers,
+        "read": args.read,
     }
     table = render_table(summary)
     print(table)
@@ -650,6 +706,7 @@ def main() -> None:
         + ("-dynamodb" if args.store == "dynamodb" else "")
         + ("-churn" if args.churn else "")
         + ("-tools" if args.tool_calls else "")
+        + (f"-workers{args.workers}" if args.workers > 1 else "")
     )
     (RESULTS / f"{name}.md").write_text(table)
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
@@ -660,7 +717,9 @@ def main() -> None:
 def render_table(s: dict[str, object]) -> str:
     lines = [
         f"Streams of {s['tokens_per_stream']} tokens at {s['rate_per_stream']:.0f} tokens/s, one node "
-        f"({s['store']} store), 2 cores "
+        f"({s['workers']} worker process(es), {s['store']} store, SSE read via "
+        f"{'POST /stream/v1/chat/completions' if s['read'] == 'chat' else 'GET events_url'}), "
+        f"{_CORES} cores "
         "(load generator and upstream on the same machine); "
         + (
             f"churn: N streams at all times, N / {s['tokens_per_stream'] / s['rate_per_stream']:.0f} "  # type: ignore[operator]

@@ -86,6 +86,10 @@ class StreamSettings(BaseSettings):
     # Processes serving the port (stream_service/workers.py): one per vCPU to use them all.
     # 1 here; the CDK app sets the task's vCPU count. Above 1 needs the shared store.
     workers: int = Field(default=1, ge=1, le=64)
+    # Benchmarks only (bench/stream_bench.py --workers): lets WORKERS > 1 run on the memory
+    # store, each worker with its own, so a stream is readable only on the worker that runs
+    # it (created and read on one connection). Never in a deployment: resume breaks.
+    workers_unshared_store: bool = False
     # A reader on another node waits this long for a just-created stream's record (written
     # right after the create answers); an unknown or foreign id gets its 404 after it.
     record_wait_s: float = Field(default=2.0, ge=0, le=30)
@@ -96,7 +100,7 @@ class StreamSettings(BaseSettings):
     def _check(self) -> StreamSettings:
         if self.lease_ttl_s * 1000 <= 2 * self.poll_interval_ms:
             raise ValueError("LEASE_TTL_S must be well above POLL_INTERVAL_MS")
-        if self.workers > 1 and self.stream_store == "memory":
+        if self.workers > 1 and self.stream_store == "memory" and not self.workers_unshared_store:
             raise ValueError(
                 "WORKERS > 1 needs STREAM_STORE=dynamodb: the memory store lives in one process"
             )
