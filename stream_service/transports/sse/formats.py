@@ -79,7 +79,7 @@ class OpenAIChunks(SseFormat):
             chunk = self._chunk(content=text or None, fields=fields, logprobs=logprobs)
             return head + b"data: " + chunk + b"\n\n"
         if event.kind == "status":
-            return head + b"data: " + self._chunk(role="assistant", content="") + b"\n\n"
+            return head + b"data: " + self._chunk(role="assistant") + b"\n\n"
         payload = msgspec.json.decode(event.data)
         if event.kind == "done":
             out = head + b"data: " + self._chunk(finish_reason=payload["finish_reason"]) + b"\n\n"
