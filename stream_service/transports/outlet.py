@@ -10,17 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
-from litestar.types import Message, Scope, Send
-
-from stream_service.transports.wire import Wire
+from litestar.types import Message, Send
 
 
 class Outlet:
     """Writes a chunk on a response (or socket) from outside the task that owns it.
 
-    ``write`` writes an SSE chunk straight to the connection when it can (:mod:`.wire`:
-    the same checks the server's ``send`` makes, without its per-call costs), else runs
-    the server's ``send`` in place. A
+    ``write`` runs the server's ``send`` in place. A
     send that finishes without waiting (the usual case) is done; one that has to wait (the
     client reads slowly and the server paused writing) is left ``pending``, and the
     response's task finishes it (``settle``) before it sends anything else, so chunks keep
@@ -32,30 +28,22 @@ class Outlet:
     binds to the current task (a timeout, a cancel scope), would break it.
     """
 
-    __slots__ = ("_message", "_send", "_wire", "pending")
+    __slots__ = ("_message", "_send", "pending")
 
     def __init__(self, message: Callable[[bytes], Message] | None = None) -> None:
         self._send: Send | None = None
         self.pending: _StartedSend | None = None
         # builds the ASGI message for a chunk (None: an SSE body chunk, built inline)
         self._message = message
-        # the connection itself, when a chunk can be written to it without ``send``
-        self._wire: Wire | None = None
 
-    def attach(self, send: Send, scope: Scope | None = None) -> None:
-        """The response has started: writes may go out on ``send`` from now on (and
-        straight to the connection, when ``scope`` names it: see :mod:`.wire`)."""
+    def attach(self, send: Send) -> None:
+        """The response has started: writes may go out on ``send`` from now on."""
         self._send = send
-        if scope is not None and self._message is None:
-            self._wire = Wire.of(scope)
 
     def write(self, chunk: bytes) -> bool:
         """Send ``chunk`` now; False if it cannot go out this way (nothing was sent)."""
         if self._send is None or self.pending is not None:
             return False
-        wire = self._wire
-        if wire is not None and wire.write(chunk):
-            return True
         message = self._message
         sending = self._send(
             {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -82,7 +70,6 @@ class Outlet:
     def close(self) -> None:
         """The response is over: no more writes; a send still waiting is dropped."""
         self._send = None
-        self._wire = None
         if self.pending is not None:
             self.pending.close()
             self.pending = None

@@ -12,7 +12,6 @@ from stream_service.engine.engine import Opened
 from stream_service.engine.reader import Signal
 from stream_service.transports.outlet import Outlet
 from stream_service.transports.sse.formats import PING, SseFormat, retry_frame
-from stream_service.transports.wire import Wire
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -56,10 +55,8 @@ async def sse_body(opened: Opened, retry_ms: int) -> AsyncIterator[bytes]:
 class EventStream:
     """An SSE response as a bare ASGI app (handlers return it annotated ``ASGIApp``).
 
-    Per connection it costs no task but its own (the connection calls it back when the
-    client leaves, :mod:`..wire`; elsewhere one small task waits on ``receive`` for that),
-    and per event one ``send`` (or one socket write, from the producer: the Outlet): no
-    task group or cancel scope per response. When the client
+    Per connection it costs one small task that waits for the client to leave, and per
+    event one ``send``: no task group or cancel scope per response. When the client
     disconnects, the sending task is cancelled, so the body generator's ``finally`` runs
     at once (a stream with no readers can then be cancelled upstream after its grace).
     """
@@ -83,25 +80,18 @@ class EventStream:
         sender = asyncio.current_task()
         assert sender is not None
         sending = True
-        left = False
-
-        def client_left() -> None:
-            nonlocal left
-            left = True
-            if sending:
-                sender.cancel()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            client_left()
+            if sending:
+                sender.cancel()
 
-        # the connection tells us when the client leaves; else a small task waits for it
-        watcher = None if Wire.on_lost(scope, client_left) else asyncio.ensure_future(watch())
+        watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             if self.outlet is not None:
-                self.outlet.attach(send, scope)
+                self.outlet.attach(send)
             async for chunk in self.body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sending = False
@@ -111,17 +101,14 @@ class EventStream:
         except AbortStream:
             return  # no final empty body: the server closes an unfinished response
         except asyncio.CancelledError:
-            if not left:
+            if not watcher.done():
                 raise  # cancelled for another reason (shutdown): let it through
             sender.uncancel()  # the client left: a normal end of this response
         finally:
             sending = False
             if self.outlet is not None:
                 self.outlet.close()
-            if watcher is not None:
-                watcher.cancel()
-            else:
-                Wire.on_lost(scope, None)
+            watcher.cancel()
             with contextlib.suppress(Exception):
                 await self.body.aclose()  # type: ignore[attr-defined]
             await self.opened.close()  # also when the body never started
