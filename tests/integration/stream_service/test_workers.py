@@ -50,6 +50,22 @@ def node_ids(url: str, tries: int = 60) -> set[str]:
     return seen
 
 
+def wait_for_workers(url: str, expected: set[str], timeout: float = 60) -> None:
+    """Until every worker answers (each binds the port once its app is built: the first
+    one up answers alone for a moment)."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            seen = node_ids(url, 30)
+        except httpx.HTTPError:  # a worker between its bind and its first answer
+            seen = set()
+        if seen == expected:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"workers answering: {seen}, expected {expected}")
+
+
 def read_events(url: str, path: str) -> list[tuple[int, str, str]]:
     """Every event of a stream, on a connection of its own."""
     result = read_sse(f"{url}{path}")
@@ -59,7 +75,7 @@ def read_events(url: str, path: str) -> list[tuple[int, str, str]]:
 
 def test_streams_are_read_from_either_worker(start_node: StartNode, tokens: DevTokens) -> None:
     node = start_node(NODE_ID="multi", WORKERS="2", MAX_STREAMS_PER_USER="50")
-    assert node_ids(node.url) == {"multi-w0", "multi-w1"}
+    wait_for_workers(node.url, {"multi-w0", "multi-w1"})
     headers = auth(tokens, "workers-reader")
     paths = []
     for i in range(8):
@@ -95,10 +111,7 @@ def test_sigterm_drains_every_worker_and_a_dead_one_is_restarted(
         time.sleep(0.1)
     else:
         pytest.fail(f"the killed worker was not replaced: {children(node.proc.pid)}")
-    deadline = time.monotonic() + 20
-    while node_ids(node.url, 30) != {"multi2-w0", "multi2-w1"}:
-        assert time.monotonic() < deadline, "the new worker does not serve"
-        time.sleep(0.2)
+    wait_for_workers(node.url, {"multi2-w0", "multi2-w1"})
     # a stream in flight on a worker when the supervisor gets SIGTERM: it ends cleanly
     with httpx.Client(timeout=10) as client:
         created = client.post(
