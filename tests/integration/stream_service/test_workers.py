@@ -86,8 +86,19 @@ def test_streams_are_read_from_either_worker(start_node: StartNode, tokens: DevT
                 json={"model": MODEL, "messages": [{"role": "user", "content": f"w{i}"}]},
             )
         assert created.status_code == 201, created.text
-        paths.append(created.json()["events_url"])
-    for path in paths:
+        paths.append((created.json()["id"], created.json()["events_url"]))
+    for stream_id, path in paths:
+        # read once it has ended: each read then comes from the store or the producer's
+        # memory, whichever worker it lands on
+        deadline = time.monotonic() + 60
+        while True:
+            status = httpx.get(
+                f"{node.url}/stream/v1/streams/{stream_id}", headers=headers, timeout=10
+            ).json()["status"]
+            if status != "running":
+                break
+            assert time.monotonic() < deadline, "the stream never ended"
+            time.sleep(0.2)
         reads = [read_events(node.url, path) for _ in range(3)]
         assert reads[0][-1][1] == "done", reads[0][-3:]
         assert [seq for seq, _, _ in reads[0]] == list(range(1, len(reads[0]) + 1))
