@@ -198,6 +198,16 @@ class Readers:
                     await asyncio.sleep(interval)
                     continue
                 tail = await self.last_stored(stream_id)
+                if tail is not None and tail[0] > after:
+                    # Stored between the read above and the status: the producer's final
+                    # flush, then its status. Read them before anything else.
+                    gap_waits += 1
+                    if gap_waits > 20:
+                        log.warning("stream %s: events after %d not readable", stream_id, after)
+                        return
+                    if gap_waits > 1:
+                        await asyncio.sleep(interval)
+                    continue
                 failed = meta.status == StreamStatus.FAILED
                 if tail is not None and tail[1] in ("done", "error"):
                     if failed and is_reader_written_loss(tail):
