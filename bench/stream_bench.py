@@ -300,20 +300,29 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def cpu_split_s(pid: int) -> tuple[float, float]:
+    """CPU seconds a process has used so far: in user space, in the kernel (system calls:
+    on loopback a send also runs the receiving end's TCP stack)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split_s(pid))
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (a supervisor and its workers)."""
-    total = cpu_s(pid)
+def tree_cpu_split_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and its live children (a supervisor and its
+    workers)."""
+    user, system = cpu_split_s(pid)
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += cpu_s(int(child))
-    return total
+                u, s = cpu_split_s(int(child))
+                user, system = user + u, system + s
+    return user, system
 
 
 def rss_kb(pid: int) -> int:
@@ -601,15 +610,19 @@ def main() -> None:
                 for transport in transports:
                     users = one if mode == "one" else many
                     kind = "ws" if transport == "ws" else "chat" if args.read == "chat" else "node"
-                    cpu_before = tree_cpu_s(node.pid), cpu_s(upstream.pid), time.process_time()
+                    node_before = tree_cpu_split_s(node.pid)
+                    cpu_before = cpu_s(upstream.pid), time.process_time()
                     wall = time.monotonic()
                     via = uvloop.run(
                         run_level(kind, level, duration, node_port, users, args.tokens, args.churn)
                     )
                     wall = time.monotonic() - wall
-                    node_cpu = tree_cpu_s(node.pid) - cpu_before[0]
+                    node_after = tree_cpu_split_s(node.pid)
+                    node_user = node_after[0] - node_before[0]
+                    node_sys = node_after[1] - node_before[1]
+                    node_cpu = node_user + node_sys
                     harness_cpu = (
-                        cpu_s(upstream.pid) - cpu_before[1] + time.process_time() - cpu_before[2]
+                        cpu_s(upstream.pid) - cpu_before[0] + time.process_time() - cpu_before[1]
                     )
                     row = {
                         "streams": level,
@@ -625,6 +638,8 @@ def main() -> None:
                         "errors": direct.errors + via.errors,
                         # the node's CPU per relayed token, and its share of a core over the run
                         "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
+                        "node_user_us_per_token": node_user / max(1, via.relayed) * 1e6,
+                        "node_sys_us_per_token": node_sys / max(1, via.relayed) * 1e6,
                         "node_cpu_pct": node_cpu / wall * 100,
                         "harness_cpu_pct": harness_cpu / wall * 100,
                     }
@@ -636,7 +651,9 @@ def main() -> None:
                         f"{level:>6} streams ({mode} users, {transport}): added p50 {row['added_p50']:.2f} ms, "
                         f"p99 {row['added_p99']:.2f} ms, TTFT +{row['ttft_overhead']:.1f} ms, "
                         f"tokens {via.tokens}, errors {row['errors']}, node CPU "
-                        f"{row['node_cpu_us_per_token']:.1f} us/token ({row['node_cpu_pct']:.0f}% "
+                        f"{row['node_cpu_us_per_token']:.1f} us/token (user "
+                        f"{row['node_user_us_per_token']:.1f} + kernel {row['node_sys_us_per_token']:.1f}; "
+                        f"{row['node_cpu_pct']:.0f}% "
                         f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
                         flush=True,
                     )
@@ -728,14 +745,16 @@ def render_table(s: dict[str, object]) -> str:
             else "plateau: all N streaming, none starting."
         ),
         "",
-        "| streams | users | transport | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | errors |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| streams | users | transport | direct p50 / p99 ms | via node p50 / p99 ms | added p50 / p99 ms | TTFT overhead p50 ms | node CPU µs/token (% of a core) | of it user / kernel µs | errors |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in s["rows"]:  # type: ignore[attr-defined]
         lines.append(
             f"| {r['streams']} | {r['users']} | {r['transport']} | {r['direct_p50']:.1f} / {r['direct_p99']:.1f} | {r['node_p50']:.1f} / {r['node_p99']:.1f} "
             f"| {r['added_p50']:.1f} / {r['added_p99']:.1f} | {r['ttft_overhead']:.1f} "
-            f"| {r['node_cpu_us_per_token']:.1f} ({r['node_cpu_pct']:.0f}%) | {r['errors']} |"
+            f"| {r['node_cpu_us_per_token']:.1f} ({r['node_cpu_pct']:.0f}%) "
+            f"| {r.get('node_user_us_per_token', float('nan')):.1f} / {r.get('node_sys_us_per_token', float('nan')):.1f} "
+            f"| {r['errors']} |"
         )
     lines += [
         "",
