@@ -10,7 +10,6 @@ import asyncio
 import json
 from typing import Any
 
-import boto3
 import httpx
 import openai
 from websockets.asyncio.client import connect
@@ -18,6 +17,7 @@ from websockets.asyncio.client import connect
 from core.auth.dev import DevTokens
 from core.providers.assemble import MessageAssembler
 from tests.integration.stream_service.conftest import MODEL, StartNode, auth
+from tests.support.dynamodb import dynamodb_client
 from tests.support.servers import ProcessServer
 from tests.support.sse import SseEvent, read_sse
 
@@ -245,13 +245,7 @@ def test_a_long_arguments_string_is_stored_in_items_within_dynamodb_limits(
     assert json.loads(call["function"]["arguments"]) == big
     assert len(whole.events) > 12  # split across events
 
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=node_env["DYNAMODB_ENDPOINT_URL"],
-        region_name=node_env["AWS_REGION"],
-        aws_access_key_id=node_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=node_env["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = dynamodb_client(node_env)
     items = client.query(
         TableName=node_env["STREAMS_TABLE"],
         KeyConditionExpression="pk = :pk AND begins_with(sk, :e)",

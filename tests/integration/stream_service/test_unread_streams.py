@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
 
@@ -23,6 +22,7 @@ from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
 from tests.integration.stream_service.conftest import MODEL, StartNode, auth, create
 from tests.integration.stream_service.engine_support import patient_nodes, wait_for
+from tests.support.dynamodb import dynamodb_client
 from tests.support.servers import ProcessServer, ThreadServer
 from tests.support.sse import read_sse
 
@@ -78,16 +78,13 @@ def _abandon(node: ProcessServer, created: dict[str, str]) -> None:
 def _marked_unread(env: dict[str, str], stream_id: str) -> bool:
     """Whether the producer's node has told the store nobody reads the stream (what a create
     on any node consults when its user is at the limit)."""
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=env["DYNAMODB_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    item = (
+        dynamodb_client(env)
+        .get_item(
+            TableName=env["STREAMS_TABLE"], Key={"pk": {"S": f"S#{stream_id}"}, "sk": {"S": "meta"}}
+        )
+        .get("Item", {})
     )
-    item = client.get_item(
-        TableName=env["STREAMS_TABLE"], Key={"pk": {"S": f"S#{stream_id}"}, "sk": {"S": "meta"}}
-    ).get("Item", {})
     return int(item.get("unread_since", {}).get("N", "0")) > 0
 
 
