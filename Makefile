@@ -43,7 +43,8 @@ test: $(STAMP) system-deps node-clients lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything under load, in one run; each part prints a table and writes bench/results/:
-#   bench-stream    one node, SSE and WebSocket per level, idle memory (stream_bench.*);
+#   bench-stream    one node, SSE and WebSocket per level, the floor relay (bytes only: what
+#                   any asyncio relay costs per token), idle memory (stream_bench.*);
 #                   BENCH_ARGS="--quick" for a smoke run, or e.g. "--levels 1000 --idle 50"
 #   bench-dynamodb  the DynamoDB store (moto's server): 100 and 500 streams as one user and
 #                   as many users (stream_bench-dynamodb.*)
@@ -52,7 +53,7 @@ test: $(STAMP) system-deps node-clients lint typecheck
 bench: bench-stream bench-dynamodb bench-rooms bench-voice
 
 bench-stream: $(STAMP)
-	$(PY) -m bench.stream_bench --transports both --idle-ws 5000 $(BENCH_ARGS)
+	$(PY) -m bench.stream_bench --transports both --floor --idle-ws 5000 $(BENCH_ARGS)
 
 bench-dynamodb: $(STAMP)
 	$(PY) -m bench.stream_bench --store dynamodb --users both --levels 100,500 --idle 0

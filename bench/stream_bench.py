@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvloop
@@ -461,6 +462,67 @@ async def idle_ws_rss(
     return (after - before) / max(1, len(conns)), len(conns)
 
 
+def measure(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    kind: str,
+    level: int,
+    mode: str,
+    transport: str,
+    users: list[str],
+    direct: Run,
+    args: argparse.Namespace,
+    upstream_pid: int,
+) -> dict[str, Any]:
+    """One level through ``proc`` (the node, or the floor relay): latency against the
+    direct run, and ``proc``'s CPU (its whole process tree) per relayed token."""
+    node_before = tree_cpu_split_s(proc.pid)
+    cpu_before = cpu_s(upstream_pid), time.process_time()
+    wall = time.monotonic()
+    via = uvloop.run(
+        run_level(kind, level, args.tokens / args.rate, port, users, args.tokens, args.churn)
+    )
+    wall = time.monotonic() - wall
+    node_after = tree_cpu_split_s(proc.pid)
+    node_user = node_after[0] - node_before[0]
+    node_sys = node_after[1] - node_before[1]
+    node_cpu = node_user + node_sys
+    harness_cpu = cpu_s(upstream_pid) - cpu_before[0] + time.process_time() - cpu_before[1]
+    row: dict[str, Any] = {
+        "streams": level,
+        "users": mode,
+        "transport": transport,
+        "direct_p50": pct(direct.latencies_ms, 0.5),
+        "direct_p99": pct(direct.latencies_ms, 0.99),
+        "node_p50": pct(via.latencies_ms, 0.5),
+        "node_p99": pct(via.latencies_ms, 0.99),
+        "ttft_direct_p50": pct(direct.ttft_ms, 0.5),
+        "ttft_node_p50": pct(via.ttft_ms, 0.5),
+        "tokens": via.tokens,
+        "errors": direct.errors + via.errors,
+        # the node's CPU per relayed token, and its share of a core over the run
+        "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
+        "node_user_us_per_token": node_user / max(1, via.relayed) * 1e6,
+        "node_sys_us_per_token": node_sys / max(1, via.relayed) * 1e6,
+        "node_cpu_pct": node_cpu / wall * 100,
+        "harness_cpu_pct": harness_cpu / wall * 100,
+    }
+    row["added_p50"] = row["node_p50"] - row["direct_p50"]
+    row["added_p99"] = row["node_p99"] - row["direct_p99"]
+    row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
+    print(
+        f"{level:>6} streams ({mode} users, {transport}): added p50 {row['added_p50']:.2f} ms, "
+        f"p99 {row['added_p99']:.2f} ms, TTFT +{row['ttft_overhead']:.1f} ms, "
+        f"tokens {via.tokens}, errors {row['errors']}, node CPU "
+        f"{row['node_cpu_us_per_token']:.1f} us/token (user "
+        f"{row['node_user_us_per_token']:.1f} + kernel {row['node_sys_us_per_token']:.1f}; "
+        f"{row['node_cpu_pct']:.0f}% "
+        f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -490,6 +552,12 @@ def main() -> None:
         choices=["sse", "ws", "both"],
         default="sse",
         help="read the streams over SSE, over WebSocket, or each level both ways",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="each level also through bench/floor_relay.py (bytes only, on the node's core): "
+        "the CPU per token no asyncio relay can go under",
     )
     parser.add_argument("--name", default=None, help="results file name (default from the options)")
     parser.add_argument(
@@ -589,6 +657,23 @@ def main() -> None:
         # several workers get every core (on 2 cores they share one with the harness)
         cpus=NODE_CPUS if args.workers == 1 else None,
     )
+    floor = floor_port = None
+    if args.floor:
+        floor_port = free_port()
+        floor = start(
+            [
+                py,
+                "-m",
+                "bench.floor_relay",
+                "--port",
+                str(floor_port),
+                "--upstream-port",
+                str(up_port),
+            ],
+            {},
+            f"http://127.0.0.1:{floor_port}/",
+            cpus=NODE_CPUS,
+        )
     # The harness (upstream and this load generator) yields the CPU to the node when they
     # contend: in production the node has its cores to itself.
     os.setpriority(os.PRIO_PROCESS, 0, HARNESS_NICE)
@@ -610,59 +695,43 @@ def main() -> None:
                 for transport in transports:
                     users = one if mode == "one" else many
                     kind = "ws" if transport == "ws" else "chat" if args.read == "chat" else "node"
-                    node_before = tree_cpu_split_s(node.pid)
-                    cpu_before = cpu_s(upstream.pid), time.process_time()
-                    wall = time.monotonic()
-                    via = uvloop.run(
-                        run_level(kind, level, duration, node_port, users, args.tokens, args.churn)
+                    rows.append(
+                        measure(
+                            node,
+                            node_port,
+                            kind,
+                            level,
+                            mode,
+                            transport,
+                            users,
+                            direct,
+                            args,
+                            upstream.pid,
+                        )
                     )
-                    wall = time.monotonic() - wall
-                    node_after = tree_cpu_split_s(node.pid)
-                    node_user = node_after[0] - node_before[0]
-                    node_sys = node_after[1] - node_before[1]
-                    node_cpu = node_user + node_sys
-                    harness_cpu = (
-                        cpu_s(upstream.pid) - cpu_before[0] + time.process_time() - cpu_before[1]
+            if floor is not None and floor_port is not None:
+                rows.append(
+                    measure(
+                        floor,
+                        floor_port,
+                        "chat",
+                        level,
+                        "many",
+                        "floor",
+                        many,
+                        direct,
+                        args,
+                        upstream.pid,
                     )
-                    row = {
-                        "streams": level,
-                        "users": mode,
-                        "transport": transport,
-                        "direct_p50": pct(direct.latencies_ms, 0.5),
-                        "direct_p99": pct(direct.latencies_ms, 0.99),
-                        "node_p50": pct(via.latencies_ms, 0.5),
-                        "node_p99": pct(via.latencies_ms, 0.99),
-                        "ttft_direct_p50": pct(direct.ttft_ms, 0.5),
-                        "ttft_node_p50": pct(via.ttft_ms, 0.5),
-                        "tokens": via.tokens,
-                        "errors": direct.errors + via.errors,
-                        # the node's CPU per relayed token, and its share of a core over the run
-                        "node_cpu_us_per_token": node_cpu / max(1, via.relayed) * 1e6,
-                        "node_user_us_per_token": node_user / max(1, via.relayed) * 1e6,
-                        "node_sys_us_per_token": node_sys / max(1, via.relayed) * 1e6,
-                        "node_cpu_pct": node_cpu / wall * 100,
-                        "harness_cpu_pct": harness_cpu / wall * 100,
-                    }
-                    row["added_p50"] = row["node_p50"] - row["direct_p50"]
-                    row["added_p99"] = row["node_p99"] - row["direct_p99"]
-                    row["ttft_overhead"] = row["ttft_node_p50"] - row["ttft_direct_p50"]
-                    rows.append(row)
-                    print(
-                        f"{level:>6} streams ({mode} users, {transport}): added p50 {row['added_p50']:.2f} ms, "
-                        f"p99 {row['added_p99']:.2f} ms, TTFT +{row['ttft_overhead']:.1f} ms, "
-                        f"tokens {via.tokens}, errors {row['errors']}, node CPU "
-                        f"{row['node_cpu_us_per_token']:.1f} us/token (user "
-                        f"{row['node_user_us_per_token']:.1f} + kernel {row['node_sys_us_per_token']:.1f}; "
-                        f"{row['node_cpu_pct']:.0f}% "
-                        f"of a core; upstream + load generator {row['harness_cpu_pct']:.0f}%)",
-                        flush=True,
-                    )
+                )
         metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
         writes = metric_sum(metrics, "rtai_stream_store_writes_total")
         produced = metric_sum(metrics, "rtai_stream_tokens_total")
     finally:
         node.send_signal(signal.SIGKILL)
         upstream.send_signal(signal.SIGKILL)
+        if floor is not None:
+            floor.send_signal(signal.SIGKILL)
     held = upstream_held = 0
     per_stream_kb = per_ws_kb = float("nan")
     ws_held = 0
