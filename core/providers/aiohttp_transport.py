@@ -2,9 +2,11 @@
 
 The ``openai`` SDK builds requests, retries and maps errors on top of an ``httpx2`` client;
 this transport gives that client aiohttp underneath (C HTTP parser, one pool with O(1)
-connection hand-out, no cancel scope per socket read). ``body_chunks`` then reads a
-streamed response straight from aiohttp: at thousands of concurrent streams the httpx
-layers between the socket and the provider are most of the per-token cost.
+connection hand-out, no cancel scope per socket read). ``detach_body`` then takes a
+streamed response's body away from httpx2: the provider reads it straight from aiohttp (at
+thousands of concurrent streams the httpx layers between the socket and the provider were
+most of the per-token cost) and lets go of the SDK's and httpx2's objects for the request
+at once, instead of holding them (~10 KB) for as long as the reply streams.
 
 Errors are raised as ``httpx2`` request errors, so the SDK retries and reports them as it
 does for its own transport.
@@ -59,20 +61,21 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body or None,
                 proxy=_env_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
-                auto_decompress=False,  # httpx2 decodes what it reads; body_chunks checks
+                auto_decompress=False,  # httpx2 decodes what it reads; detach_body checks
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=timeout.get("connect"),
                     sock_read=timeout.get("read"),
                     connect=timeout.get("pool"),
                 ),
             )
-        extensions = {"http_version": b"HTTP/1.1", _RAW: response}
+        stream = _Body(response, request)
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1", _RAW: stream}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
         return httpx2.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=stream,
             request=request,
             extensions=extensions,
         )
@@ -84,28 +87,56 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
 class _Body(httpx2.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx2.Request) -> None:
-        self._response = response
+        self._response: aiohttp.ClientResponse | None = response
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._response is None:
+            raise httpx2.StreamConsumed()
         async for chunk in _read(self._response, self._request):
             yield chunk
 
     async def aclose(self) -> None:
+        if self._response is not None:  # not when detached: its taker closes it
+            _close(self._response)
+
+    def detach(self) -> aiohttp.ClientResponse | None:
+        response, self._response = self._response, None
+        return response
+
+
+class DetachedBody:
+    """A streamed response's body that :func:`detach_body` took from httpx2: read it with
+    ``chunks`` and ``close`` it when done (back to the pool if read to the end)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return _read(self._response, None)
+
+    def close(self) -> None:
         _close(self._response)
 
 
-def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
-    """The body of a streamed response as it arrives: straight from aiohttp when this
-    transport served it uncompressed, else through httpx2 (which decodes)."""
-    raw = response.extensions.get(_RAW)
+def detach_body(response: httpx2.Response) -> DetachedBody | None:
+    """Take the body of a streamed response that this transport served uncompressed:
+    closing the httpx2 response (and the SDK's response around it) then leaves the upstream
+    connection open, and only the aiohttp response stays referenced. None for any other
+    response: it is read through httpx2 (which decodes)."""
+    body = response.extensions.get(_RAW)
     encoding = response.headers.get("content-encoding", "identity").lower()
-    if isinstance(raw, aiohttp.ClientResponse) and encoding == "identity":
-        return _read(raw, response.request)
-    return response.aiter_bytes()
+    if not isinstance(body, _Body) or encoding != "identity":
+        return None
+    raw = body.detach()
+    return DetachedBody(raw) if raw is not None else None
 
 
-async def _read(response: aiohttp.ClientResponse, request: httpx2.Request) -> AsyncIterator[bytes]:
+async def _read(
+    response: aiohttp.ClientResponse, request: httpx2.Request | None
+) -> AsyncIterator[bytes]:
     with _mapped(request):
         while chunk := await response.content.readany():
             yield chunk
@@ -130,7 +161,7 @@ def _close(response: aiohttp.ClientResponse) -> None:
 
 
 @contextmanager
-def _mapped(request: httpx2.Request) -> Iterator[None]:
+def _mapped(request: httpx2.Request | None) -> Iterator[None]:
     """aiohttp's errors as the httpx2 errors the SDK retries and reports."""
     try:
         yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2  # the SDK's HTTP client: its errors surface while a body streams
 import msgspec
@@ -22,6 +22,9 @@ from core.providers.base import (
     UpstreamEvent,
 )
 from core.schemas.chat import ChatCompletionRequest, Usage
+
+if TYPE_CHECKING:
+    from core.providers.aiohttp_transport import DetachedBody
 
 _MODELS_TTL_S = 300.0
 _MAX_LINE_BYTES = 1 << 20
@@ -132,7 +135,7 @@ class OpenAIProvider(ModelProvider):
         client: AsyncOpenAI | list[AsyncOpenAI],
         allowed_models: list[str] | None = None,
         stream_read_timeout_s: float | None = 60.0,
-        read_body: Callable[[httpx2.Response], AsyncIterator[bytes]] | None = None,
+        detach_body: Callable[[httpx2.Response], DetachedBody | None] | None = None,
     ) -> None:
         # Several clients split the connections into several pools: httpx scans its whole
         # pool each time a request starts or ends, which grows costly with thousands of
@@ -144,8 +147,9 @@ class OpenAIProvider(ModelProvider):
         # on the token path); the caller then watches for a silent upstream itself.
         self._stream_timeout = openai.Timeout(10.0, read=stream_read_timeout_s)
         self._allowed = allowed_models or None
-        # How a streamed body is read: the transport may offer a shorter path than httpx2's.
-        self._read_body = read_body or httpx2.Response.aiter_bytes
+        # The transport may take a streamed body from httpx2 (a shorter read path, and the
+        # SDK's objects for the request let go of at once); else httpx2 reads it.
+        self._detach_body = detach_body
         self._cached: tuple[float, list[str]] | None = None
 
     async def list_models(self) -> list[str]:
@@ -166,12 +170,14 @@ class OpenAIProvider(ModelProvider):
         thing on the per-token path."""
         reason = "stop"
         usage = Usage(0, 0, 0)
+        manager = None
+        detached: DetachedBody | None = None
         try:
-            # Leaving this block closes the HTTP response: the upstream stops generating.
             self._turn += 1
             client = self.clients[self._turn % len(self.clients)]
             body = request.to_openai_kwargs()
-            async with client.chat.completions.with_streaming_response.create(
+            del request  # the stream holds nothing of the request once it is sent
+            manager = client.chat.completions.with_streaming_response.create(
                 model=body.pop("model"),
                 # The request was validated when it arrived: it goes out as it is, through
                 # extra_body, rather than through the SDK's per-field transform of typed
@@ -180,57 +186,78 @@ class OpenAIProvider(ModelProvider):
                 extra_body={**body, "stream_options": {"include_usage": True}},
                 stream=True,
                 timeout=self._stream_timeout,
-            ) as response:
-                buffer = b""
-                async for raw in self._read_body(response.http_response):
-                    lines = (buffer + raw).split(b"\n") if buffer else raw.split(b"\n")
-                    buffer = lines.pop()  # an unfinished line waits for the next read
-                    if len(buffer) > _MAX_LINE_BYTES:
-                        raise UpstreamError("Upstream sent an SSE line over 1 MiB.")
-                    for line in lines:
-                        if not line.startswith(b"data:"):
-                            continue  # blank separators, comments, event/id fields
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
-                            break
-                        try:
-                            chunk = _chunk_decoder.decode(data)
-                        except msgspec.ValidationError:
-                            chunk = None  # a delta field beyond the usual ones
-                        # the per-token path: text only, no dict (n=1: one choice at most)
-                        if chunk is not None and chunk.error is None and chunk.choices:
-                            choice = chunk.choices[0]
-                            delta = choice.delta
-                            if (
-                                choice.logprobs is None
-                                and delta.tool_calls is None
-                                and delta.refusal is None
-                                and delta.reasoning_content is None
-                                and delta.reasoning is None
-                                and delta.audio is None
-                                and delta.function_call is None
-                                and len(chunk.choices) == 1
-                            ):
-                                if delta.content:
-                                    yield TokenDelta(delta.content)
-                                if choice.finish_reason:
-                                    reason = choice.finish_reason
-                            else:
-                                chunk = None  # more than text
-                        if chunk is not None and chunk.error is None:
-                            reported = chunk.usage
-                        else:  # more than text (or an error): decoded whole
-                            events, finished, reported = _decode_any_chunk(data)
-                            for event in events:
-                                yield event
-                            if finished:
-                                reason = finished
-                        if reported is not None:
-                            usage = _usage(reported)
+            )
+            del body
+            response = await manager.__aenter__()
+            if self._detach_body is not None:
+                detached = self._detach_body(response.http_response)
+            chunks: AsyncIterator[bytes]
+            if detached is not None:
+                # The SDK's response is closed now, not its body: for as long as the reply
+                # streams, only the transport's own response stays referenced.
+                await manager.__aexit__(None, None, None)
+                manager = None
+                chunks = detached.chunks()
+            else:
+                chunks = response.http_response.aiter_bytes()
+            del response
+            buffer = b""
+            async for raw in chunks:
+                lines = (buffer + raw).split(b"\n") if buffer else raw.split(b"\n")
+                buffer = lines.pop()  # an unfinished line waits for the next read
+                if len(buffer) > _MAX_LINE_BYTES:
+                    raise UpstreamError("Upstream sent an SSE line over 1 MiB.")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, comments, event/id fields
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        break
+                    try:
+                        chunk = _chunk_decoder.decode(data)
+                    except msgspec.ValidationError:
+                        chunk = None  # a delta field beyond the usual ones
+                    # the per-token path: text only, no dict (n=1: one choice at most)
+                    if chunk is not None and chunk.error is None and chunk.choices:
+                        choice = chunk.choices[0]
+                        delta = choice.delta
+                        if (
+                            choice.logprobs is None
+                            and delta.tool_calls is None
+                            and delta.refusal is None
+                            and delta.reasoning_content is None
+                            and delta.reasoning is None
+                            and delta.audio is None
+                            and delta.function_call is None
+                            and len(chunk.choices) == 1
+                        ):
+                            if delta.content:
+                                yield TokenDelta(delta.content)
+                            if choice.finish_reason:
+                                reason = choice.finish_reason
+                        else:
+                            chunk = None  # more than text
+                    if chunk is not None and chunk.error is None:
+                        reported = chunk.usage
+                    else:  # more than text (or an error): decoded whole
+                        events, finished, reported = _decode_any_chunk(data)
+                        for event in events:
+                            yield event
+                        if finished:
+                            reason = finished
+                    if reported is not None:
+                        usage = _usage(reported)
         except openai.APIError as exc:
             raise _translate(exc) from exc
         except (httpx2.HTTPError, msgspec.DecodeError) as exc:
             raise UpstreamError(f"Upstream stream broke: {exc}") from exc
+        finally:
+            # Closing the HTTP response stops the upstream generating (or, read to the end,
+            # returns the connection to the pool).
+            if detached is not None:
+                detached.close()
+            if manager is not None:
+                await manager.__aexit__(None, None, None)
         yield Finish(reason, usage)
 
     async def complete(self, request: ChatCompletionRequest) -> Completion:

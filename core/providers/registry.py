@@ -47,13 +47,13 @@ def build_provider(
         models = _split(settings.models)
         kind = http_client if settings.openai_http_client == "auto" else settings.openai_http_client
         if kind == "aiohttp":
-            from core.providers.aiohttp_transport import AiohttpTransport, body_chunks
+            from core.providers.aiohttp_transport import AiohttpTransport, detach_body
 
             # One upstream connection per running stream; aiohttp's pool hands them out
             # in O(1), so one pool holds them all.
             transport = AiohttpTransport(max_connections=settings.openai_max_connections)
             client = sdk(DefaultAsyncHttpxClient(transport=transport))
-            return OpenAIProvider(client, models, stream_read_timeout_s, read_body=body_chunks)
+            return OpenAIProvider(client, models, stream_read_timeout_s, detach_body=detach_body)
         # httpx scans its whole pool each time a request starts or ends: the connections
         # are spread over several pools. The SDK's default pool (1,000) would make stream
         # 1,001 wait for a connection.

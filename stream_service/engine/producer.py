@@ -71,6 +71,7 @@ class Producer:
     async def run(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
         timings = stream.timings
         upstream = self.provider.stream(request)
+        del request  # held by the provider until it is sent, not for the whole reply
         try:
             stream.append(EventKind.STATUS, {"state": "thinking"})
             timings.upstream_sent = time.perf_counter()

@@ -8,7 +8,7 @@ import gzip
 import httpx2
 import pytest
 
-from core.providers.aiohttp_transport import _env_proxy, body_chunks
+from core.providers.aiohttp_transport import _env_proxy, detach_body
 
 
 @pytest.fixture(autouse=True)
@@ -29,10 +29,11 @@ def test_proxy_comes_from_the_environment_unless_no_proxy_exempts_the_host(
     assert _env_proxy("https", "vllm.svc.local") is None
 
 
-async def test_a_body_not_served_by_aiohttp_is_read_through_httpx2_which_decodes() -> None:
+async def test_a_body_not_served_by_aiohttp_is_not_detached_and_httpx2_decodes_it() -> None:
     payload = b"data: {}\n\n" * 3
     response = httpx2.Response(
         200, headers={"content-encoding": "gzip"}, content=gzip.compress(payload)
     )
-    chunks = [chunk async for chunk in body_chunks(response)]
+    assert detach_body(response) is None
+    chunks = [chunk async for chunk in response.aiter_bytes()]
     assert b"".join(chunks) == payload
