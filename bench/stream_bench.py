@@ -462,6 +462,50 @@ async def idle_ws_rss(
     return (after - before) / max(1, len(conns)), len(conns)
 
 
+def measure_starts(
+    node: subprocess.Popen[bytes], port: int, users: list[str], count: int, read: str
+) -> dict[str, float]:
+    """``count`` streams of one token each, 50 at a time: the node's CPU per stream start
+    (create, first token, end) and the starts a second it served."""
+    run = Run()
+    kind = "chat" if read == "chat" else "node"
+
+    async def starts() -> None:
+        sem = asyncio.Semaphore(50)
+
+        async def one(i: int) -> None:
+            async with sem:
+                user = users[i % len(users)]
+                if kind == "chat":
+                    await chat_stream(port, user, 1, run)
+                else:
+                    await node_stream(port, user, 1, run)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+
+    before = tree_cpu_split_s(node.pid)
+    wall = time.monotonic()
+    uvloop.run(starts())
+    wall = time.monotonic() - wall
+    after = tree_cpu_split_s(node.pid)
+    cpu = after[0] - before[0] + after[1] - before[1]
+    done = count - run.errors
+    cost = {
+        "streams": count,
+        "errors": run.errors,
+        "cpu_ms_per_start": cpu / max(1, done) * 1e3,
+        "user_ms_per_start": (after[0] - before[0]) / max(1, done) * 1e3,
+        "starts_per_s": done / wall,
+    }
+    print(
+        f"  starts: {count} one-token streams ({kind}), {run.errors} errors: node CPU "
+        f"{cost['cpu_ms_per_start']:.2f} ms per start (user {cost['user_ms_per_start']:.2f}), "
+        f"{cost['starts_per_s']:.0f} starts/s",
+        flush=True,
+    )
+    return cost
+
+
 def measure(
     proc: subprocess.Popen[bytes],
     port: int,
@@ -558,6 +602,13 @@ def main() -> None:
         action="store_true",
         help="each level also through bench/floor_relay.py (bytes only, on the node's core): "
         "the CPU per token no asyncio relay can go under",
+    )
+    parser.add_argument(
+        "--starts",
+        type=int,
+        default=0,
+        help="also start this many one-token streams (create + read, 50 at a time) and print "
+        "the node's CPU per start",
     )
     parser.add_argument("--name", default=None, help="results file name (default from the options)")
     parser.add_argument(
@@ -657,6 +708,7 @@ def main() -> None:
         # several workers get every core (on 2 cores they share one with the harness)
         cpus=NODE_CPUS if args.workers == 1 else None,
     )
+    start_cost: dict[str, float] | None = None
     floor = floor_port = None
     if args.floor:
         floor_port = free_port()
@@ -724,6 +776,8 @@ def main() -> None:
                         upstream.pid,
                     )
                 )
+        if args.starts:
+            start_cost = measure_starts(node, node_port, many, args.starts, args.read)
         metrics = httpx.get(f"http://127.0.0.1:{node_port}/stream/metrics").text
         writes = metric_sum(metrics, "rtai_stream_store_writes_total")
         produced = metric_sum(metrics, "rtai_stream_tokens_total")
@@ -784,6 +838,7 @@ def main() -> None:
         "churn": args.churn,
         "workers": args.workers,
         "read": args.read,
+        "start_cost": start_cost,
     }
     table = render_table(summary)
     print(table)
@@ -833,8 +888,15 @@ def render_table(s: dict[str, object]) -> str:
         f"{s['rss_kb_per_idle_stream']:.1f} KB",
         f"- idle WebSockets held: {s['idle_ws_held']}; RSS per idle WebSocket: {s['rss_kb_per_idle_ws']:.1f} KB",
         f"- store writes per token: {s['store_writes_per_token']:.3f}",
-        "",
     ]
+    cost = s.get("start_cost")
+    if isinstance(cost, dict):
+        lines.append(
+            f"- stream starts ({cost['streams']} one-token streams, 50 at a time): node CPU "
+            f"{cost['cpu_ms_per_start']:.2f} ms per start, {cost['starts_per_s']:.0f} starts/s, "
+            f"{cost['errors']} errors"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

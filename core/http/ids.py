@@ -10,7 +10,7 @@ from litestar.handlers.base import BaseRouteHandler
 from core.ids import PATH_IDS, IdFormat
 
 
-def require_valid_path_ids(
+async def require_valid_path_ids(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """404 (OpenAI's shape) for a malformed ``stream_id`` / ``file_id`` / ``batch_id``.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from litestar import Litestar, get
 from litestar.params import FromPath
@@ -57,3 +59,9 @@ def test_guard_answers_404_before_the_handler_runs() -> None:
         assert response.json()["error"]["message"].startswith("No such stream: aaa")
         assert client.get("/s/..%2Fx").status_code == 404
     assert calls == [GOOD_STREAM]
+
+
+def test_the_guard_runs_on_the_event_loop_not_in_a_thread() -> None:
+    # Litestar runs a sync guard in its thread pool on every request (a thread hop and the
+    # GIL handed back and forth per request); a coroutine guard runs in place.
+    assert inspect.iscoroutinefunction(require_valid_path_ids)
