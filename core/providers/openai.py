@@ -91,6 +91,7 @@ class _Completion(msgspec.Struct):
     usage: _Usage | None = None
 
 
+_json = msgspec.json.Encoder()
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _any_chunk_decoder = msgspec.json.Decoder(_AnyChunk)
 
@@ -170,37 +171,39 @@ class OpenAIProvider(ModelProvider):
         thing on the per-token path."""
         reason = "stop"
         usage = Usage(0, 0, 0)
-        manager = None
+        response: httpx2.Response | None = None
         detached: DetachedBody | None = None
         try:
             self._turn += 1
             client = self.clients[self._turn % len(self.clients)]
             body = request.to_openai_kwargs()
             del request  # the stream holds nothing of the request once it is sent
-            manager = client.chat.completions.with_streaming_response.create(
-                model=body.pop("model"),
-                # The request was validated when it arrived: it goes out as it is, through
-                # extra_body, rather than through the SDK's per-field transform of typed
-                # params (a third of the SDK's cost of starting a stream).
-                messages=[],
-                extra_body={**body, "stream_options": {"include_usage": True}},
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            # Through the SDK's client (base URL, auth and default headers, retries, status
+            # errors), but the body as it was validated, encoded once by msgspec: not the
+            # typed create()'s per-field transform and stdlib JSON (a third of the SDK's
+            # cost of starting a stream, more for a long conversation); and the HTTP
+            # response itself, without the SDK's response wrappers.
+            response = await client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                content=_json.encode(body),
                 stream=True,
-                timeout=self._stream_timeout,
+                options={"timeout": self._stream_timeout},
             )
             del body
-            response = await manager.__aenter__()
             if self._detach_body is not None:
-                detached = self._detach_body(response.http_response)
+                detached = self._detach_body(response)
             chunks: AsyncIterator[bytes]
             if detached is not None:
-                # The SDK's response is closed now, not its body: for as long as the reply
+                # The httpx2 response is closed now, not its body: for as long as the reply
                 # streams, only the transport's own response stays referenced.
-                await manager.__aexit__(None, None, None)
-                manager = None
+                await response.aclose()
+                response = None
                 chunks = detached.chunks()
             else:
-                chunks = response.http_response.aiter_bytes()
-            del response
+                chunks = response.aiter_bytes()
             buffer = b""
             async for raw in chunks:
                 lines = (buffer + raw).split(b"\n") if buffer else raw.split(b"\n")
@@ -256,8 +259,8 @@ class OpenAIProvider(ModelProvider):
             # returns the connection to the pool).
             if detached is not None:
                 detached.close()
-            if manager is not None:
-                await manager.__aexit__(None, None, None)
+            if response is not None:
+                await response.aclose()
         yield Finish(reason, usage)
 
     async def complete(self, request: ChatCompletionRequest) -> Completion:
