@@ -39,13 +39,12 @@ class WsConnection:
     __slots__ = (
         "_buffer",
         "_buffered",
+        "_closing",
         "_drained",
         "_send_message",
         "_wake",
         "_writer",
         "close_code",
-        "closed",
-        "closing",
         "limit",
         "on_close",
         "user",
@@ -54,11 +53,13 @@ class WsConnection:
     def __init__(self, user: str, send_message: SendMessage, limit_bytes: int) -> None:
         self.user = user
         self.limit = limit_bytes
-        self.closing = asyncio.Event()  # set by close(): the server ends the socket
-        self.closed = asyncio.Event()  # the close message went out (or could not)
+        # Set by close(): nothing more is buffered and the server ends the socket. An idle
+        # socket holds no task, no event and no buffer (each asyncio primitive and deque
+        # is ~0.7 KB: at thousands of sockets they were a tenth of an idle one's memory).
         self.close_code: int | None = None
+        self._closing: asyncio.Task[None] | None = None  # the close message going out
         self._send_message = send_message
-        self._buffer: deque[bytes] = deque()
+        self._buffer: deque[bytes] | None = None
         self._buffered = 0
         self._wake: asyncio.Future[None] | None = None
         self._drained: asyncio.Event | None = None  # a flushing close waits on it
@@ -83,7 +84,10 @@ class WsConnection:
         if self._buffered + len(frame) > self.limit:
             self.close(CLOSE_SLOW, "send buffer full: reconnect and resume by seq")
             return False
-        self._buffer.append(frame)
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        buffer.append(frame)
         self._buffered += len(frame)
         wake = self._wake
         if wake is not None:
@@ -110,16 +114,15 @@ class WsConnection:
         if self.close_code is not None:
             return
         self.close_code = code  # nothing more is buffered from now on
-        self.closing.set()
         if self.on_close is not None:
             self.on_close()
         if not flush:
             self._drop_buffer()
-        task = asyncio.ensure_future(self._close(code, reason, flush))
-        task.add_done_callback(lambda _: self.closed.set())
+        self._closing = asyncio.ensure_future(self._close(code, reason, flush))
 
     def _drop_buffer(self) -> None:
-        self._buffer.clear()
+        if self._buffer is not None:
+            self._buffer.clear()
         self._buffered = 0
         if self._writer is not None:
             self._writer.cancel()
@@ -138,9 +141,11 @@ class WsConnection:
         """The socket is done: let a close under way go out (its flush included) for up to
         ``close_wait_s`` (a client that stopped reading may read again and get it), then
         stop writing."""
-        if self.close_code is not None and not self.closed.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closed.wait(), close_wait_s)
+        closing = self._closing
+        if closing is not None and not closing.done():
+            with contextlib.suppress(Exception):  # a timeout, or the close failed
+                # shielded: on timeout the close goes on, this only stops waiting
+                await asyncio.wait_for(asyncio.shield(closing), close_wait_s)
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -149,6 +154,7 @@ class WsConnection:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         buffer = self._buffer
+        assert buffer is not None  # started by the first frame buffered
         send = self._send_message
         try:
             while True:
