@@ -52,7 +52,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         # The body is whole: aiohttp frames it (Content-Length) itself.
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _FRAMING]
+        headers = [
+            _shared(k, v) for k, v in request.headers.multi_items() if k.lower() not in _FRAMING
+        ]
         with _mapped(request):
             response = await self._client().request(
                 request.method,
@@ -140,6 +142,14 @@ async def _read(
     with _mapped(request):
         while chunk := await response.content.readany():
             yield chunk
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared(name: str, value: str) -> tuple[str, str]:
+    """One copy of a header line that every request sends alike (the SDK's user agent,
+    platform and auth headers): aiohttp keeps a request's headers for as long as its
+    response streams, and httpx2 decodes them into new strings for every request."""
+    return name, value
 
 
 @functools.lru_cache(maxsize=64)
