@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint typecheck fmt lock bench bench-stream bench-dynamodb bench-rooms bench-voice synth system-deps clean help
+.PHONY: dev test lint typecheck fmt lock bench bench-stream bench-workers bench-dynamodb bench-rooms bench-voice synth system-deps clean help
 
 help:
 	@echo "make dev | test | lint | typecheck | bench | synth | lock | clean"
@@ -48,12 +48,17 @@ test: $(STAMP) system-deps node-clients lint typecheck
 #                   BENCH_ARGS="--quick" for a smoke run, or e.g. "--levels 1000 --idle 50"
 #   bench-dynamodb  the DynamoDB store (moto's server): 100 and 500 streams as one user and
 #                   as many users (stream_bench-dynamodb.*)
+#   bench-workers   the same node with WORKERS=2 (two processes behind one port), SSE streams
+#                   created and read on one connection (stream_bench-workers2.*)
 #   bench-rooms     room fan-out, presence and typing across two nodes (room_bench.*)
 #   bench-voice     the voice relay and the local stand-in (voice_bench.*)
-bench: bench-stream bench-dynamodb bench-rooms bench-voice
+bench: bench-stream bench-workers bench-dynamodb bench-rooms bench-voice
 
 bench-stream: $(STAMP)
-	$(PY) -m bench.stream_bench --transports both --floor --idle-ws 5000 $(BENCH_ARGS)
+	$(PY) -m bench.stream_bench --transports both --floor --idle 10000 --idle-ws 10000 --starts 2000 $(BENCH_ARGS)
+
+bench-workers: $(STAMP)
+	$(PY) -m bench.stream_bench --workers 2 --levels 500,1000,1500 --idle 0
 
 bench-dynamodb: $(STAMP)
 	$(PY) -m bench.stream_bench --store dynamodb --users both --levels 100,500 --idle 0

@@ -798,22 +798,34 @@ def main() -> None:
         )
         node_env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{idle_up_port}/v1"
         node_env["UPSTREAM_FIRST_TOKEN_S"] = "900"  # these streams wait on purpose
-        node = start(
-            [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
-            node_env,
-            f"http://127.0.0.1:{node_port}/stream/healthz",
-        )
+
+        def fresh_node() -> subprocess.Popen[bytes]:
+            # one per figure: memory another figure's sockets freed is not reused here
+            return start(
+                [py, "-m", "stream_service", "--host", "127.0.0.1", "--port", str(node_port)],
+                node_env,
+                f"http://127.0.0.1:{node_port}/stream/healthz",
+            )
+
         try:
             if args.idle_ws:
-                per_ws_kb, ws_held = uvloop.run(
-                    idle_ws_rss(node_port, node.pid, many, args.idle_ws)
-                )
+                node = fresh_node()
+                try:
+                    per_ws_kb, ws_held = uvloop.run(
+                        idle_ws_rss(node_port, node.pid, many, args.idle_ws)
+                    )
+                finally:
+                    node.send_signal(signal.SIGKILL)
+                    node.wait()
             if args.idle:
-                per_stream_kb, held, upstream_held = uvloop.run(
-                    idle_rss(node_port, node.pid, many, args.idle, idle_up_port)
-                )
+                node = fresh_node()
+                try:
+                    per_stream_kb, held, upstream_held = uvloop.run(
+                        idle_rss(node_port, node.pid, many, args.idle, idle_up_port)
+                    )
+                finally:
+                    node.send_signal(signal.SIGKILL)
         finally:
-            node.send_signal(signal.SIGKILL)
             idle_upstream.send_signal(signal.SIGKILL)
     if moto is not None:
         moto.send_signal(signal.SIGKILL)
