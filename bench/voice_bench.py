@@ -7,7 +7,9 @@
    clients. The same N sessions run once straight against the upstream and once through
    the node: the relay's added latency is the difference of the two (p50, p99), and the
    node's own histogram (``rtai_voice_relay_added_downstream_seconds``: upstream frame read
-   to client write returned) is printed beside it. Node CPU per session is its CPU time
+   to client write returned) is printed beside it. The same sessions then run through
+   ``bench/voice_floor_relay.py`` (messages passed on unread, on the node's core): what the
+   hop itself adds, so the node's own share is the relay's added latency minus it. Node CPU per session is its CPU time
    over the streaming window divided by N.
 2. **Local stand-in, turn latency.** One node with ``LLM_PROVIDER=local``; a client speaks
    espeak-ng utterances in real time (100 ms appends) and times, per turn,
@@ -138,6 +140,21 @@ async def bench_relay(sessions: int, frames: int) -> dict[str, Any]:
         f"http://127.0.0.1:{node_port}/stream/healthz",
         cpus=NODE_CPUS,
     )
+    floor_port = free_port()
+    floor = start(
+        [
+            sys.executable,
+            "-m",
+            "bench.voice_floor_relay",
+            "--port",
+            str(floor_port),
+            "--upstream",
+            f"ws://127.0.0.1:{up_port}/v1/realtime",
+        ],
+        {},
+        f"http://127.0.0.1:{floor_port}/",  # a plain GET is answered 426: it is up
+        cpus=NODE_CPUS,
+    )
     tokens = DevTokens(DEV_SECRET_DEFAULT, 3600)
     try:
         direct_url = f"ws://127.0.0.1:{up_port}/v1/realtime?model={MODEL}"
@@ -148,8 +165,10 @@ async def bench_relay(sessions: int, frames: int) -> dict[str, Any]:
         relayed = await relay_level(lambda i: (node_url, users[i]), sessions, ramp_s=1.0)
         cpu1, t1 = cpu_s(node.pid), time.monotonic()
         metrics = await scrape(node_port)
+        floor_url = f"ws://127.0.0.1:{floor_port}/v1/realtime?" + urlencode({"model": MODEL})
+        hop = await relay_level(lambda i: (floor_url, {}), sessions, ramp_s=1.0)
     finally:
-        for proc in (node, upstream):
+        for proc in (node, upstream, floor):
             proc.terminate()
             proc.wait(15)
     node_p50, node_p99 = histogram_quantiles(
@@ -168,6 +187,10 @@ async def bench_relay(sessions: int, frames: int) -> dict[str, Any]:
         "relayed_p99_ms": pct(relayed.latencies_ms, 0.99),
         "added_p50_ms": pct(relayed.latencies_ms, 0.5) - pct(direct.latencies_ms, 0.5),
         "added_p99_ms": pct(relayed.latencies_ms, 0.99) - pct(direct.latencies_ms, 0.99),
+        "frames_floor": hop.frames,
+        "floor_failures": hop.failures,
+        "hop_p50_ms": pct(hop.latencies_ms, 0.5) - pct(direct.latencies_ms, 0.5),
+        "hop_p99_ms": pct(hop.latencies_ms, 0.99) - pct(direct.latencies_ms, 0.99),
         "node_hist_p50_le_ms": node_p50 * 1000,
         "node_hist_p99_le_ms": node_p99 * 1000,
         "node_cpu_s": cpu1 - cpu0,
@@ -255,6 +278,11 @@ def render(relay: dict[str, Any], standin: dict[str, Any]) -> str:
             f"(direct {relay['direct_p50_ms']:.2f}, relayed {relay['relayed_p50_ms']:.2f}) | 0.5 ms |",
             f"| relay added latency per frame, p99 | {relay['added_p99_ms']:.2f} ms "
             f"(direct {relay['direct_p99_ms']:.2f}, relayed {relay['relayed_p99_ms']:.2f}) | 2 ms |",
+            f"| the hop alone (bench/voice_floor_relay.py: messages passed on unread), added p50 / "
+            f"p99 | {relay['hop_p50_ms']:.2f} / {relay['hop_p99_ms']:.2f} ms ({relay['frames_floor']} "
+            f"frames, {relay['floor_failures']} failures) | |",
+            f"| the node's own code: relay added minus the hop, p50 | "
+            f"{relay['added_p50_ms'] - relay['hop_p50_ms']:.2f} ms | 0.5 ms |",
             f"| node's own histogram, p50 / p99 (bucket bounds) | <= {relay['node_hist_p50_le_ms']:g} ms"
             f" / <= {relay['node_hist_p99_le_ms']:g} ms | |",
             f"| node CPU per relayed session | {relay['cpu_per_session_pct']:.2f} % of a core | |",
