@@ -28,6 +28,7 @@ request body is kept as received (``received_bodies``, decoded in ``received``; 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import deque
@@ -195,12 +196,17 @@ class ScriptedUpstream:
         loop = asyncio.get_running_loop()
         start = loop.time()
         sent = 0
-        for index, delta in enumerate(reply.deltas):
+        deltas = iter(reply.deltas)
+        for index in itertools.count():
+            if index:  # fixed cadence, not drifting with send time
+                await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
+            # made after the wait: a stamped token carries the time it is sent
+            delta = next(deltas, None)
+            if delta is None:
+                break
             sent = index + 1
             if index == self.break_after:
                 raise ConnectionAbortedError("injected: the upstream dropped the stream")
-            if index:  # fixed cadence, not drifting with send time
-                await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
             if index == 0:
                 delta = {"role": "assistant", **_first(delta)}
             logprobs = logprobs_of(delta, top) if top is not None else None
