@@ -28,8 +28,8 @@ request body is kept as received (``received_bodies``, decoded in ``received``; 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -196,17 +196,14 @@ class ScriptedUpstream:
         loop = asyncio.get_running_loop()
         start = loop.time()
         sent = 0
-        deltas = iter(reply.deltas)
-        for index in itertools.count():
-            if index:  # fixed cadence, not drifting with send time
-                await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
-            # made after the wait: a stamped token carries the time it is sent
-            delta = next(deltas, None)
-            if delta is None:
-                break
+        for index, delta in enumerate(reply.deltas):
             sent = index + 1
             if index == self.break_after:
                 raise ConnectionAbortedError("injected: the upstream dropped the stream")
+            if index:  # fixed cadence, not drifting with send time
+                await asyncio.sleep(max(0.0, start + index * self.interval_s - loop.time()))
+            if self.stamp:  # the reply made this token before the wait: stamp it as sent
+                delta = _restamped(delta)
             if index == 0:
                 delta = {"role": "assistant", **_first(delta)}
             logprobs = logprobs_of(delta, top) if top is not None else None
@@ -217,6 +214,17 @@ class ScriptedUpstream:
         usage = {"prompt_tokens": 1, "completion_tokens": sent, "total_tokens": sent + 1}
         await chunk({**base, "choices": [], "usage": usage})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+_STAMP = re.compile(r"@\d{19}")
+
+
+def _restamped(delta: dict[str, Any]) -> dict[str, Any]:
+    """A stamped word token with the time now: the time it is sent."""
+    content = delta.get("content")
+    if not isinstance(content, str) or "@" not in content:
+        return delta
+    return {**delta, "content": _STAMP.sub(f"@{time.time_ns()}", content, count=1)}
 
 
 def _first(delta: dict[str, Any]) -> dict[str, Any]:

@@ -106,9 +106,11 @@ def test_a_reader_on_another_node_still_waits_for_its_own_new_stream(
     """The record wait is kept where it is needed: the status of one's own stream asked on
     the other node the moment the create answered is the stream's, never a 404."""
     a, b = cluster
-    headers = auth(tokens, "own-timing")
     with httpx.Client(timeout=10) as client:
-        for _ in range(5):
+        for i in range(5):
+            # a user per try: the tries come faster than a stream ends, and a user runs at
+            # most MAX_STREAMS_PER_USER (3) at once
+            headers = auth(tokens, f"own-timing-{i}")
             created = create(a, headers, tokens_out=3).json()
             status = client.get(f"{b.url}/stream/v1/streams/{created['id']}", headers=headers)
             assert status.status_code == 200, status.text
