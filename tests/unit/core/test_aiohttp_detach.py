@@ -5,13 +5,14 @@ before its end closes the connection (the upstream learns nobody wants the rest)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
 from aiohttp import web
 
-from core.providers.aiohttp_transport import AiohttpTransport, detach_body
+from core.providers.aiohttp_transport import AiohttpTransport, DetachedBody, detach_body
 
 
 @pytest.fixture
@@ -42,35 +43,37 @@ async def upstream() -> AsyncIterator[tuple[str, list[str]]]:
     await runner.cleanup()
 
 
-async def test_a_detached_body_reads_on_after_the_httpx2_response_is_closed(
-    upstream: tuple[str, list[str]],
-) -> None:
-    url, events = upstream
-    transport = AiohttpTransport(max_connections=4)
-    async with httpx2.AsyncClient(transport=transport) as client:
-        response = await client.send(client.build_request("GET", url), stream=True)
-        body = detach_body(response)
-        assert body is not None
-        await response.aclose()  # what leaving the SDK's context does
-        received = b"".join([chunk async for chunk in body.chunks()])
-        body.close()
-    assert received == b"".join(b"data: %d\n\n" % i for i in range(50))
-    assert events == ["finished"]
-    await transport.aclose()
-
-
-async def test_closing_a_detached_body_early_closes_the_upstream_connection(
-    upstream: tuple[str, list[str]],
-) -> None:
-    url, events = upstream
+@contextlib.asynccontextmanager
+async def _detached(url: str) -> AsyncIterator[DetachedBody]:
+    """A streamed GET through the transport, its body detached and the httpx2 response
+    closed at once (what leaving the SDK's context does)."""
     transport = AiohttpTransport(max_connections=4)
     async with httpx2.AsyncClient(transport=transport) as client:
         response = await client.send(client.build_request("GET", url), stream=True)
         body = detach_body(response)
         assert body is not None
         await response.aclose()
-        chunks = body.chunks()
-        first = await anext(chunks)
+        yield body
+    await transport.aclose()
+
+
+async def test_a_detached_body_reads_on_after_the_httpx2_response_is_closed(
+    upstream: tuple[str, list[str]],
+) -> None:
+    url, events = upstream
+    async with _detached(url) as body:
+        received = b"".join([chunk async for chunk in body.chunks()])
+        body.close()
+    assert received == b"".join(b"data: %d\n\n" % i for i in range(50))
+    assert events == ["finished"]
+
+
+async def test_closing_a_detached_body_early_closes_the_upstream_connection(
+    upstream: tuple[str, list[str]],
+) -> None:
+    url, events = upstream
+    async with _detached(url) as body:
+        first = await anext(body.chunks())
         assert first.startswith(b"data: 0")
         body.close()
         for _ in range(100):
@@ -78,4 +81,3 @@ async def test_closing_a_detached_body_early_closes_the_upstream_connection(
                 break
             await asyncio.sleep(0.01)
     assert events == ["client left"]
-    await transport.aclose()
