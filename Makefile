@@ -44,7 +44,8 @@ test: $(STAMP) system-deps node-clients lint typecheck
 
 # Everything under load, in one run; each part prints a table and writes bench/results/:
 #   bench-stream    one node, SSE and WebSocket per level, the floor relay (bytes only: what
-#                   any asyncio relay costs per token), idle memory (9,000 SSE streams: with
+#                   any asyncio relay costs per token) and its parsing variant (what a relay
+#                   that parses and re-renders each token costs on a push path), idle memory (9,000 SSE streams: with
 #                   their upstream connections 18,000 sockets, under the 20,000 open files a
 #                   process may have here; 10,000 WebSockets), stream starts (stream_bench.*);
 #                   BENCH_ARGS="--quick" for a smoke run, or e.g. "--levels 1000 --idle 50"
@@ -57,7 +58,7 @@ test: $(STAMP) system-deps node-clients lint typecheck
 bench: bench-stream bench-workers bench-dynamodb bench-rooms bench-voice
 
 bench-stream: $(STAMP)
-	$(PY) -m bench.stream_bench --transports both --floor --idle 9000 --idle-ws 10000 --starts 2000 $(BENCH_ARGS)
+	$(PY) -m bench.stream_bench --transports both --floor --floor-parse --idle 9000 --idle-ws 10000 --starts 2000 $(BENCH_ARGS)
 
 bench-workers: $(STAMP)
 	$(PY) -m bench.stream_bench --workers 2 --levels 500,1000,1500 --idle 0

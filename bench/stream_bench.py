@@ -608,6 +608,13 @@ def main() -> None:
         "the CPU per token no asyncio relay can go under",
     )
     parser.add_argument(
+        "--floor-parse",
+        action="store_true",
+        help="each level also through bench/floor_relay.py --parse (the upstream's HTTP and "
+        "JSON parsed, each token re-rendered as an SSE event and written from the socket's "
+        "callback): the CPU per token of a relay that does nothing but understand the stream",
+    )
+    parser.add_argument(
         "--starts",
         type=int,
         default=0,
@@ -713,8 +720,13 @@ def main() -> None:
         cpus=NODE_CPUS if args.workers == 1 else None,
     )
     start_cost: dict[str, float] | None = None
-    floor = floor_port = None
-    if args.floor:
+    floors: list[tuple[str, subprocess.Popen[bytes], int]] = []
+    for name, wanted, extra in (
+        ("floor", args.floor, []),
+        ("parse", args.floor_parse, ["--parse"]),
+    ):
+        if not wanted:
+            continue
         floor_port = free_port()
         floor = start(
             [
@@ -725,11 +737,13 @@ def main() -> None:
                 str(floor_port),
                 "--upstream-port",
                 str(up_port),
+                *extra,
             ],
             {},
             f"http://127.0.0.1:{floor_port}/",
             cpus=NODE_CPUS,
         )
+        floors.append((name, floor, floor_port))
     # The harness (upstream and this load generator) yields the CPU to the node when they
     # contend: in production the node has its cores to itself.
     os.setpriority(os.PRIO_PROCESS, 0, HARNESS_NICE)
@@ -765,7 +779,7 @@ def main() -> None:
                             upstream.pid,
                         )
                     )
-            if floor is not None and floor_port is not None:
+            for name, floor, floor_port in floors:
                 rows.append(
                     measure(
                         floor,
@@ -773,7 +787,7 @@ def main() -> None:
                         "chat",
                         level,
                         "many",
-                        "floor",
+                        name,
                         many,
                         direct,
                         args,
@@ -788,7 +802,7 @@ def main() -> None:
     finally:
         node.send_signal(signal.SIGKILL)
         upstream.send_signal(signal.SIGKILL)
-        if floor is not None:
+        for _, floor, _ in floors:
             floor.send_signal(signal.SIGKILL)
     held = upstream_held = 0
     per_stream_kb = per_ws_kb = float("nan")
