@@ -31,7 +31,6 @@ from pydantic import ValidationError
 from core.settings import InsecureConfiguration, get_settings, require_safe_exposure
 from stream_service.app import NodeGauges, create_app
 from stream_service.aws.cloudwatch import ACTIVE_STREAMS, BUS_CONNECTED, CloudWatchReporter, Gauge
-from stream_service.aws.task_stop import TaskStopWatch
 from stream_service.config import StreamSettings, get_stream_settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime.frames import ws_protocol
@@ -182,6 +181,9 @@ def aws_jobs(config: StreamSettings, gauges: NodeGauges) -> list[Background]:
     if metadata_uri and config.deregistration_delay_s > 0:
 
         async def watch_task_stop(server: DrainingServer) -> None:
+            # on ECS only: its HTTP client (httpx) is not imported by every start
+            from stream_service.aws.task_stop import TaskStopWatch
+
             watch = TaskStopWatch(
                 metadata_uri,
                 deregistration_delay_s=config.deregistration_delay_s,

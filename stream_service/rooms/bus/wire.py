@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from redis.crc import key_slot
-
 _SEP = b"\x00"
 
 # ElastiCache Serverless caps a request at 3,999 arguments; one (S)SUBSCRIBE carries at
@@ -65,6 +63,8 @@ def chunks(keys: Sequence[str], size: int) -> Iterator[list[str]]:
 def slot_chunks(keys: Sequence[str], size: int) -> Iterator[list[str]]:
     """``keys`` grouped by hash slot, each group in runs of at most ``size``: an SSUBSCRIBE
     takes channels of one slot only (CROSSSLOT otherwise)."""
+    from redis.crc import key_slot  # the cluster bus's, which has imported redis-py
+
     by_slot: dict[int, list[str]] = {}
     for key in keys:
         by_slot.setdefault(key_slot(key.encode()), []).append(key)
