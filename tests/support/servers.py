@@ -77,24 +77,48 @@ class ProcessServer:
         self.log_path = ROOT / "test-artifacts" / f"{module}-{self.port}.log"
 
     def start(self) -> ProcessServer:
+        self.launch()
+        return self.ready()
+
+    def launch(self) -> ProcessServer:
+        """Start the process without waiting for it (see :func:`start_together`)."""
         self.log_path.parent.mkdir(exist_ok=True)
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(self.url + self.health)
-        except TimeoutError:
-            if self.proc.poll() is not None:  # it died: say why
-                raise RuntimeError(
-                    f"{self.module} exited {self.proc.returncode}: see {self.log_path}"
-                ) from None
-            raise
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    self.module,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
+
+    def ready(self, timeout: float = 90.0) -> ProcessServer:
+        """Wait until the launched process answers its health URL (a loaded machine may take
+        long); one that never does is killed, so no process is left behind."""
+        assert self.proc is not None, "launch() first"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait_http(self.url + self.health, timeout=1.0)
+                return self
+            except TimeoutError:
+                if self.proc.poll() is not None:  # it died: say why, at once
+                    raise RuntimeError(
+                        f"{self.module} exited {self.proc.returncode}: see {self.log_path}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -118,6 +142,13 @@ class ProcessServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_together(*servers: ProcessServer, timeout: float = 90.0) -> tuple[ProcessServer, ...]:
+    """Launch every server, then wait for each: their start-ups (mostly imports) overlap."""
+    for server in servers:
+        server.launch()
+    return tuple(server.ready(timeout) for server in servers)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,9 @@ import pytest
 
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
-from tests.integration.ws.conftest import FAST_ENV, Nodes, open_ws, seqs, start_nodes
+from tests.integration.ws.conftest import FAST_ENV, open_ws, seqs
 from tests.integration.ws.test_ws_rooms_bus import names, reply_frames, room_of, whole_reply
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.redis import RedisClusterServers, redis_cluster_fixture
 from tests.support.servers import ProcessServer, wait_http
 
@@ -51,7 +52,7 @@ def tokens() -> DevTokens:
 
 @pytest.fixture(scope="module")
 def pair(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="cluster-a"), nodes.start(NODE_ID="cluster-b")
+    return nodes.pair("cluster-a", "cluster-b")
 
 
 def healthz(node: ProcessServer) -> tuple[int, dict[str, Any]]:

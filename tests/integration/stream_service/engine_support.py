@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import ROOT, ProcessServer, wait_http
+from tests.support.nodes import Nodes
+from tests.support.servers import ProcessServer
 
 
 def metric(node: ProcessServer, name: str, **labels: str) -> float:
@@ -36,38 +35,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class PatientServer(ProcessServer):
-    """A node that may take a while to come up on a busy machine, and that is killed if
-    it never does (no process left behind)."""
-
-    def start(self, timeout: float = 90.0) -> PatientServer:  # type: ignore[override]
-        self.log_path.parent.mkdir(exist_ok=True)
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(self.url + self.health, timeout=timeout)
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        return self
-
-
 def patient_nodes(node_env: dict[str, str]) -> Iterator[Callable[..., ProcessServer]]:
-    """The body of a ``start_node`` fixture built on :class:`PatientServer`."""
-    started: list[ProcessServer] = []
-
-    def start(**overrides: str) -> ProcessServer:
-        node = PatientServer("stream_service", {**node_env, **overrides}, health="/stream/healthz")
-        started.append(node)
-        return node.start()
-
-    yield start
-    for node in started:
-        node.stop()
+    """The body of a ``start_node`` fixture: nodes with ``node_env``, stopped at the end."""
+    nodes = Nodes(node_env)
+    try:
+        yield nodes.start
+    finally:
+        nodes.stop_all()

@@ -16,8 +16,9 @@ from websockets.asyncio.client import connect
 
 from core.auth.dev import DevTokens
 from core.providers.assemble import MessageAssembler
-from tests.integration.stream_service.conftest import MODEL, StartNode, auth
+from tests.integration.stream_service.conftest import MODEL, auth
 from tests.support.dynamodb import dynamodb_client
+from tests.support.nodes import Nodes
 from tests.support.servers import ProcessServer
 from tests.support.sse import SseEvent, read_sse
 
@@ -221,12 +222,12 @@ async def test_websocket_cut_and_resumed_by_seq_on_the_other_node(
 
 
 def test_a_long_arguments_string_is_stored_in_items_within_dynamodb_limits(
-    start_node: StartNode, tokens: DevTokens, node_env: dict[str, str]
+    nodes: Nodes, tokens: DevTokens, node_env: dict[str, str]
 ) -> None:
     """One upstream fragment of 450 KB of arguments (a DynamoDB item holds 400 KB): stored
     split across events and items, read back whole from the other node."""
     roomy = {"MAX_MESSAGE_CHARS": "600000"}  # the prompt carries the arguments
-    a, b = start_node(NODE_ID="node-c", **roomy), start_node(NODE_ID="node-d", **roomy)
+    a, b = nodes.pair("node-c", "node-d", **roomy)
     headers = auth(tokens, "tool-long")
     big = {"body": "x" * 450_000}  # one word: the upstream sends it as one fragment
     body = {

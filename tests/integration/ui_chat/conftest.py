@@ -13,6 +13,7 @@ import pytest
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
 from tests.support.node import run_node
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 MODEL = "local-model"
@@ -39,24 +40,18 @@ StartNode = Callable[..., ProcessServer]
 
 
 @pytest.fixture(scope="module")
-def start_node(node_env: dict[str, str]) -> Iterator[StartNode]:
-    started: list[ProcessServer] = []
-
-    def start(**overrides: str) -> ProcessServer:
-        node = ProcessServer(
-            "stream_service", {**node_env, **overrides}, health="/stream/healthz"
-        ).start()
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
+def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
+    yield from start_nodes(node_env)
 
 
 @pytest.fixture(scope="module")
-def cluster(start_node: StartNode) -> tuple[ProcessServer, ProcessServer]:
-    return start_node(NODE_ID="ui-a"), start_node(NODE_ID="ui-b")
+def start_node(nodes: Nodes) -> StartNode:
+    return nodes.start
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
+    return nodes.pair("ui-a", "ui-b")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,40 +62,6 @@ def node_env(aws_env: dict[str, str], redis_server: RedisServer) -> dict[str, st
         "STREAMS_TABLE": f"ws-{uuid.uuid4().hex[:8]}",
         "BUS_URL": f"redis://127.0.0.1:{redis_server.port}",
     }
-
-
-class Nodes:
-    """Stream-service processes started by a test module (stopped at its end)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.started: list[ProcessServer] = []
-
-    def start(self, **overrides: str) -> ProcessServer:
-        node = ProcessServer("stream_service", {**self.env, **overrides}, health="/stream/healthz")
-        self.started.append(node)  # stopped at the end even if it never comes up
-        try:
-            node.start()
-        except TimeoutError:  # a loaded machine (2 shared cores): give it longer
-            wait_http(node.url + node.health, timeout=60)
-        return node
-
-    def kill(self, node: ProcessServer) -> None:
-        node.signal(signal.SIGKILL)
-        node.wait(10)
-
-    def stop_all(self) -> None:
-        for node in self.started:
-            node.stop()
-
-
-def start_nodes(env: dict[str, str]) -> Iterator[Nodes]:
-    """Body of a fixture: ``yield from start_nodes(env)``."""
-    nodes = Nodes(env)
-    try:
-        yield nodes
-    finally:
-        nodes.stop_all()
 
 
 @pytest.fixture(scope="module")

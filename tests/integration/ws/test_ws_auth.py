@@ -14,17 +14,16 @@ from core.auth import UrlTokens
 from core.auth.dev import DevTokens
 from core.settings import DEV_SECRET_DEFAULT
 from tests.integration.ws.conftest import (
-    Nodes,
     WsClient,
     bearer,
     chat_request,
     open_ws,
     post,
     sse,
-    start_nodes,
     text_of,
     ws_url,
 )
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import Nodes, bearer, start_nodes, ws_url
+from tests.integration.ws.conftest import bearer, ws_url
+from tests.support.nodes import Nodes, start_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def drain_nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 async def test_a_draining_node_closes_its_sockets_with_1012_and_the_stream_resumes_elsewhere(
     drain_nodes: Nodes, tokens: DevTokens
 ) -> None:
-    a, b = drain_nodes.start(NODE_ID="drain-a"), drain_nodes.start(NODE_ID="drain-b")
+    a, b = drain_nodes.pair("drain-a", "drain-b")
     headers = bearer(tokens, "drainer")
     seqs: list[int] = []
     async with (

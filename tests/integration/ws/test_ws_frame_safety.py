@@ -15,16 +15,8 @@ import pytest
 
 from core.auth.dev import DevTokens
 from devstack.local_aws import LocalAws
-from tests.integration.ws.conftest import (
-    Nodes,
-    WsClient,
-    bearer,
-    chat_request,
-    open_ws,
-    post,
-    seqs,
-    start_nodes,
-)
+from tests.integration.ws.conftest import WsClient, bearer, chat_request, open_ws, post, seqs
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer, wait_http
 
 pytestmark = pytest.mark.slow
@@ -46,7 +38,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def pair(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="safe-a"), nodes.start(NODE_ID="safe-b")
+    return nodes.pair("safe-a", "safe-b")
 
 
 def open_readers(node: ProcessServer) -> float:

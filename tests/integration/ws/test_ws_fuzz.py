@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import Nodes, bearer, chat_request, open_ws, post, start_nodes
+from tests.integration.ws.conftest import bearer, chat_request, open_ws, post
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,6 @@ from websockets.protocol import Event
 
 from core.auth.dev import DevTokens
 from tests.integration.ws.conftest import (
-    Nodes,
     WsClient,
     bearer,
     chat_request,
@@ -31,10 +30,10 @@ from tests.integration.ws.conftest import (
     post,
     seqs,
     sse,
-    start_nodes,
     text_of,
     ws_url,
 )
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow

@@ -15,17 +15,8 @@ from typing import Any
 import pytest
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import (
-    Nodes,
-    WsClient,
-    bearer,
-    open_ws,
-    post,
-    seqs,
-    sse,
-    start_nodes,
-    text_of,
-)
+from tests.integration.ws.conftest import WsClient, bearer, open_ws, post, seqs, sse, text_of
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow
@@ -41,7 +32,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="rooms-a"), nodes.start(NODE_ID="rooms-b")
+    return nodes.pair("rooms-a", "rooms-b")
 
 
 def names(*who: str) -> list[str]:

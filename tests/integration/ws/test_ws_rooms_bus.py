@@ -17,7 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import Nodes, WsClient, bearer, open_ws, post, seqs, start_nodes
+from tests.integration.ws.conftest import WsClient, bearer, open_ws, post, seqs
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.redis import RedisServer
 from tests.support.servers import ProcessServer
 
@@ -34,7 +35,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="bus-a"), nodes.start(NODE_ID="bus-b")
+    return nodes.pair("bus-a", "bus-b")
 
 
 def names(*who: str) -> list[str]:

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import Nodes, bearer, open_ws, start_nodes, ws_url
+from tests.integration.ws.conftest import bearer, open_ws, ws_url
 from tests.integration.ws.test_ws_rooms import join, make_room, names
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="joined-a"), nodes.start(NODE_ID="joined-b")
+    return nodes.pair("joined-a", "joined-b")
 
 
 async def test_a_room_poisoned_with_control_characters_stays_joinable(

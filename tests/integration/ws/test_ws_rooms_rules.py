@@ -21,16 +21,15 @@ from stream_service.rooms.conversation import as_chat_messages
 from stream_service.store.rooms_base import RoomMessage
 from tests.integration.ws.conftest import (
     MODEL,
-    Nodes,
     WsClient,
     bearer,
     chat_request,
     open_ws,
     post,
-    start_nodes,
     text_of,
 )
 from tests.integration.ws.test_ws_rooms import join, make_room, names
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 
 pytestmark = pytest.mark.slow
@@ -52,7 +51,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="rules-a"), nodes.start(NODE_ID="rules-b")
+    return nodes.pair("rules-a", "rules-b")
 
 
 async def history(node: ProcessServer, tokens: DevTokens, user: str, room_id: str) -> list[Any]:

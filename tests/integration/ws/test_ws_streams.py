@@ -12,17 +12,8 @@ from typing import Any
 import pytest
 
 from core.auth.dev import DevTokens
-from tests.integration.ws.conftest import (
-    Nodes,
-    bearer,
-    chat_request,
-    open_ws,
-    post,
-    seqs,
-    sse,
-    start_nodes,
-    text_of,
-)
+from tests.integration.ws.conftest import bearer, chat_request, open_ws, post, seqs, sse, text_of
+from tests.support.nodes import Nodes, start_nodes
 from tests.support.servers import ProcessServer
 from tests.support.sse import SseResult
 
@@ -36,7 +27,7 @@ def nodes(node_env: dict[str, str]) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def cluster(nodes: Nodes) -> tuple[ProcessServer, ProcessServer]:
-    return nodes.start(NODE_ID="streams-a"), nodes.start(NODE_ID="streams-b")
+    return nodes.pair("streams-a", "streams-b")
 
 
 def user() -> str:
