@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.nodes import Nodes
 from tests.support.servers import ProcessServer
 
 
@@ -33,12 +32,3 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def patient_nodes(node_env: dict[str, str]) -> Iterator[Callable[..., ProcessServer]]:
-    """The body of a ``start_node`` fixture: nodes with ``node_env``, stopped at the end."""
-    nodes = Nodes(node_env)
-    try:
-        yield nodes.start
-    finally:
-        nodes.stop_all()

@@ -22,7 +22,6 @@ from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
 from tests.integration.stream_service.conftest import MODEL, StartNode, auth, create
 from tests.integration.stream_service.engine_support import (
-    patient_nodes,
     store_writes,
     wait_for,
 )
@@ -44,11 +43,6 @@ def upstream() -> Iterator[tuple[ScriptedUpstream, ThreadServer]]:
 def node_env(node_env: dict[str, str]) -> dict[str, str]:
     # unread streams live on (they hold their slots); nodes left with streams stop fast
     return {**node_env, "RESUME_GRACE_S": "30", "DRAIN_S": "1"}
-
-
-@pytest.fixture(scope="module")
-def start_node(node_env: dict[str, str]) -> Iterator[StartNode]:
-    yield from patient_nodes(node_env)
 
 
 @pytest.fixture(scope="module")

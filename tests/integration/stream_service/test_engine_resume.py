@@ -22,7 +22,7 @@ import pytest
 from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
 from tests.integration.stream_service.conftest import StartNode, auth, create
-from tests.integration.stream_service.engine_support import metric, patient_nodes, wait_for
+from tests.integration.stream_service.engine_support import metric, wait_for
 from tests.support.servers import ProcessServer, ThreadServer
 from tests.support.sse import SseResult, read_sse
 
@@ -50,11 +50,6 @@ def node_env(node_env: dict[str, str]) -> dict[str, str]:
         "MAX_READERS_PER_USER": "3",
         "DRAIN_S": "1",
     }
-
-
-@pytest.fixture(scope="module")
-def start_node(node_env: dict[str, str]) -> Iterator[StartNode]:
-    yield from patient_nodes(node_env)
 
 
 def _url(node: ProcessServer, created: dict[str, str]) -> str:

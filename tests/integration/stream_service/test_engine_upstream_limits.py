@@ -24,7 +24,7 @@ import pytest
 from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
 from tests.integration.stream_service.conftest import MODEL, StartNode, auth, create
-from tests.integration.stream_service.engine_support import patient_nodes, wait_for
+from tests.integration.stream_service.engine_support import wait_for
 from tests.support.servers import ProcessServer, ThreadServer
 from tests.support.sse import read_sse
 
@@ -38,11 +38,6 @@ def upstream() -> Iterator[tuple[ScriptedUpstream, ThreadServer]]:
     app = ScriptedUpstream(ttft_s=THINK_S, interval_s=0.02, default_tokens=20)
     with ThreadServer(app) as server:
         yield app, server
-
-
-@pytest.fixture(scope="module")
-def start_node(node_env: dict[str, str]) -> Iterator[StartNode]:
-    yield from patient_nodes(node_env)
 
 
 @pytest.fixture(scope="module")

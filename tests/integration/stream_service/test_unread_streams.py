@@ -21,7 +21,7 @@ import pytest
 from core.auth.dev import DevTokens
 from devstack.upstream import ScriptedUpstream
 from tests.integration.stream_service.conftest import MODEL, StartNode, auth, create
-from tests.integration.stream_service.engine_support import patient_nodes, wait_for
+from tests.integration.stream_service.engine_support import wait_for
 from tests.support.dynamodb import dynamodb_client
 from tests.support.servers import ProcessServer, ThreadServer
 from tests.support.sse import read_sse
@@ -40,8 +40,8 @@ def upstream() -> Iterator[tuple[ScriptedUpstream, ThreadServer]]:
 
 
 @pytest.fixture(scope="module")
-def start_node(node_env: dict[str, str]) -> Iterator[StartNode]:
-    yield from patient_nodes({**node_env, **LONG_GRACE})
+def node_env(node_env: dict[str, str]) -> dict[str, str]:
+    return {**node_env, **LONG_GRACE}
 
 
 @pytest.fixture(scope="module")
