@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import ssl
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx2
 import yarl
+
+from core.providers.proxies import env_proxy
 
 _RAW = "rtai.aiohttp_response"
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -39,7 +40,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=self._keepalive_expiry_s
             )
-            # Proxies from the environment are looked up once per host (_env_proxy), not by
+            # Proxies from the environment are looked up once per host (env_proxy), not by
             # aiohttp's trust_env, which reads ~/.netrc and the environment in a thread on
             # every request.
             # Cookies are httpx2's business (the SDK sends none of its own).
@@ -61,7 +62,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 yarl.URL(str(request.url), encoded=True),  # as httpx2 encoded it
                 headers=headers,
                 data=body or None,
-                proxy=_env_proxy(request.url.scheme, request.url.host),
+                proxy=env_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
                 auto_decompress=False,  # httpx2 decodes what it reads; detach_body checks
                 timeout=aiohttp.ClientTimeout(
@@ -119,7 +120,8 @@ class DetachedBody:
     def chunks(self) -> AsyncIterator[bytes]:
         return _read(self._response, None)
 
-    def close(self) -> None:
+    def close(self, drain: bool = False) -> None:
+        del drain  # aiohttp reuses a connection only if the body was read to its end
         _close(self._response)
 
 
@@ -150,15 +152,6 @@ def _shared(name: str, value: str) -> tuple[str, str]:
     platform and auth headers): aiohttp keeps a request's headers for as long as its
     response streams, and httpx2 decodes them into new strings for every request."""
     return name, value
-
-
-@functools.lru_cache(maxsize=64)
-def _env_proxy(scheme: str, host: str) -> str | None:
-    """``HTTPS_PROXY``/``HTTP_PROXY`` for this host unless ``NO_PROXY`` exempts it, as the
-    SDK's own client would use (read once per host)."""
-    if urllib.request.proxy_bypass(host):
-        return None
-    return urllib.request.getproxies().get(scheme)
 
 
 def _close(response: aiohttp.ClientResponse) -> None:

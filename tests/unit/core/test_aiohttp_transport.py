@@ -8,12 +8,13 @@ import gzip
 import httpx2
 import pytest
 
-from core.providers.aiohttp_transport import _env_proxy, detach_body
+from core.providers.aiohttp_transport import detach_body
+from core.providers.proxies import env_proxy
 
 
 @pytest.fixture(autouse=True)
 def _fresh_proxy_cache() -> None:
-    _env_proxy.cache_clear()
+    env_proxy.cache_clear()
 
 
 def test_proxy_comes_from_the_environment_unless_no_proxy_exempts_the_host(
@@ -23,10 +24,10 @@ def test_proxy_comes_from_the_environment_unless_no_proxy_exempts_the_host(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc.local")
-    assert _env_proxy("https", "api.openai.com") == "http://proxy.internal:3128"
-    assert _env_proxy("http", "api.openai.com") is None  # no HTTP_PROXY set
-    assert _env_proxy("https", "127.0.0.1") is None
-    assert _env_proxy("https", "vllm.svc.local") is None
+    assert env_proxy("https", "api.openai.com") == "http://proxy.internal:3128"
+    assert env_proxy("http", "api.openai.com") is None  # no HTTP_PROXY set
+    assert env_proxy("https", "127.0.0.1") is None
+    assert env_proxy("https", "vllm.svc.local") is None
 
 
 async def test_a_body_not_served_by_aiohttp_is_not_detached_and_httpx2_decodes_it() -> None:
