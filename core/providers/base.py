@@ -13,7 +13,7 @@ that carries more (tool call fragments, a refusal, reasoning, audio, logprobs) i
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -111,8 +111,15 @@ class ModelProvider(abc.ABC):
             )
 
     @abc.abstractmethod
-    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
-        """Deltas as the model produces them, then one :class:`Finish`."""
+    def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
+        """Deltas as the model produces them, then one :class:`Finish`.
+
+        ``on_text``: a provider that can may call it with the text of each text-only delta
+        instead of yielding a :class:`TokenDelta`, from wherever the text arrives (a socket
+        callback), in order with what it yields. It must not block. Providers that cannot
+        yield every delta, as without it."""
 
     async def complete(self, request: ChatCompletionRequest) -> Completion:
         """The whole completion (the default drains :meth:`stream` into one message)."""

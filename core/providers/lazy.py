@@ -34,8 +34,10 @@ class LazyProvider(ModelProvider):
     def refuse(self, request: ChatCompletionRequest) -> None:
         self.provider.refuse(request)
 
-    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
-        return self.provider.stream(request)
+    def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
+        return self.provider.stream(request, on_text)
 
     async def complete(self, request: ChatCompletionRequest) -> Completion:
         return await self.provider.complete(request)

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import itertools
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -226,7 +226,9 @@ class LocalProvider(ModelProvider):
         """A bad tool or structured-output request is a 400 before the reply starts."""
         _plan(request)
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
         reply = script(request, self.max_reply_tokens)
         fail = request.messages[-1].text().strip().startswith("/fail")
         await asyncio.sleep(self.ttft_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx2  # the SDK's HTTP client: its errors surface while a body streams
 import msgspec
@@ -17,67 +17,23 @@ from core.providers.base import (
     Completion,
     Finish,
     ModelProvider,
-    RichDelta,
     TokenDelta,
     UpstreamEvent,
 )
+from core.providers.openai_chunks import ChunkReader, Pushed, ReportedUsage, decode_usage
 from core.schemas.chat import ChatCompletionRequest, Usage
 
-if TYPE_CHECKING:
-    from core.providers.aiohttp_transport import DetachedBody
-
 _MODELS_TTL_S = 300.0
-_MAX_LINE_BYTES = 1 << 20
 
 
-# gc=False: decoded per token and dropped at once; they never hold reference cycles.
-# A delta decodes into this struct when it has no field but these (most tokens); any other
-# field fails the decode (forbid_unknown_fields) and the chunk is decoded whole instead.
-class _Delta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    content: str | None = None
-    role: str | None = None
-    # fields that are null on a text token; when set, the delta is a RichDelta
-    refusal: Any = None
-    tool_calls: Any = None
-    function_call: Any = None
-    reasoning_content: Any = None
-    reasoning: Any = None
-    audio: Any = None
+class TakenBody(Protocol):
+    """A streamed response's body that the transport took from httpx2 (``detach_body``):
+    read it with ``chunks`` (or, if it has ``push``, have it pushed) and ``close`` it."""
 
+    def chunks(self) -> AsyncIterator[bytes]: ...
 
-class _Choice(msgspec.Struct, gc=False):
-    delta: _Delta = msgspec.field(default_factory=_Delta)
-    finish_reason: str | None = None
-    logprobs: Any = None
-
-
-class _Usage(msgspec.Struct, gc=False):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    prompt_tokens_details: dict[str, Any] | None = None
-    completion_tokens_details: dict[str, Any] | None = None
-
-
-class _Chunk(msgspec.Struct, gc=False):
-    choices: list[_Choice] = msgspec.field(default_factory=list)
-    usage: _Usage | None = None
-    error: dict[str, Any] | None = None
-
-
-class _AnyChoice(msgspec.Struct, gc=False):
-    delta: dict[str, Any] = msgspec.field(default_factory=dict)
-    finish_reason: str | None = None
-    logprobs: Any = None
-
-
-class _AnyChunk(msgspec.Struct, gc=False):
-    choices: list[_AnyChoice] = msgspec.field(default_factory=list)
-    usage: _Usage | None = None
-    error: dict[str, Any] | None = None
-
-
-_DELTA_OWN = ("role", "content")
+    def close(self, drain: bool = False) -> None:
+        """``drain``: the reader saw the stream's end; the rest may be read for reuse."""
 
 
 class _CompletionChoice(msgspec.Struct):
@@ -88,44 +44,10 @@ class _CompletionChoice(msgspec.Struct):
 
 class _Completion(msgspec.Struct):
     choices: list[_CompletionChoice] = msgspec.field(default_factory=list)
-    usage: _Usage | None = None
+    usage: ReportedUsage | None = None
 
 
 _json = msgspec.json.Encoder()
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
-_any_chunk_decoder = msgspec.json.Decoder(_AnyChunk)
-
-
-def _decode_any_chunk(data: bytes) -> tuple[list[UpstreamEvent], str | None, _Usage | None]:
-    """A chunk whose delta carries more than text: every field as the upstream sent it
-    (fields sent as null carry nothing and are left out)."""
-    chunk = json_input.decode(data, decoder=_any_chunk_decoder)
-    if chunk.error is not None:
-        raise UpstreamError(f"Upstream model error: {chunk.error.get('message')}")
-    out: list[UpstreamEvent] = []
-    reason = None
-    for choice in chunk.choices:
-        raw = choice.delta
-        content = raw.get("content")
-        text = content if isinstance(content, str) else ""
-        fields = {k: v for k, v in raw.items() if k not in _DELTA_OWN and v is not None and v != []}
-        if fields or choice.logprobs is not None:
-            out.append(RichDelta(text, fields, choice.logprobs))
-        elif text:
-            out.append(TokenDelta(text))
-        if choice.finish_reason:
-            reason = choice.finish_reason
-    return out, reason, chunk.usage
-
-
-def _usage(raw: _Usage) -> Usage:
-    return Usage(
-        raw.prompt_tokens,
-        raw.completion_tokens,
-        raw.total_tokens,
-        raw.prompt_tokens_details,
-        raw.completion_tokens_details,
-    )
 
 
 class OpenAIProvider(ModelProvider):
@@ -136,7 +58,7 @@ class OpenAIProvider(ModelProvider):
         client: AsyncOpenAI | list[AsyncOpenAI],
         allowed_models: list[str] | None = None,
         stream_read_timeout_s: float | None = 60.0,
-        detach_body: Callable[[httpx2.Response], DetachedBody | None] | None = None,
+        detach_body: Callable[[httpx2.Response], TakenBody | None] | None = None,
     ) -> None:
         # Several clients split the connections into several pools: httpx scans its whole
         # pool each time a request starts or ends, which grows costly with thousands of
@@ -165,14 +87,16 @@ class OpenAIProvider(ModelProvider):
             self._cached = (now, [m.id for m in page.data])
         return list(self._cached[1])
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
         """Stream through the SDK (request building, auth, retries, status errors) but
         decode the SSE lines with msgspec: the SDK's per-chunk models are the costliest
-        thing on the per-token path."""
-        reason = "stop"
-        usage = Usage(0, 0, 0)
+        thing on the per-token path. With ``on_text`` and a transport that pushes bodies,
+        text deltas go to ``on_text`` instead of being yielded (see the base class)."""
         response: httpx2.Response | None = None
-        detached: DetachedBody | None = None
+        detached: TakenBody | None = None
+        reader = ChunkReader()
         try:
             self._turn += 1
             client = self.clients[self._turn % len(self.clients)]
@@ -204,52 +128,26 @@ class OpenAIProvider(ModelProvider):
                 chunks = detached.chunks()
             else:
                 chunks = response.aiter_bytes()
-            buffer = b""
-            async for raw in chunks:
-                lines = (buffer + raw).split(b"\n") if buffer else raw.split(b"\n")
-                buffer = lines.pop()  # an unfinished line waits for the next read
-                if len(buffer) > _MAX_LINE_BYTES:
-                    raise UpstreamError("Upstream sent an SSE line over 1 MiB.")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, comments, event/id fields
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    try:
-                        chunk = _chunk_decoder.decode(data)
-                    except msgspec.ValidationError:
-                        chunk = None  # a delta field beyond the usual ones
-                    # the per-token path: text only, no dict (n=1: one choice at most)
-                    if chunk is not None and chunk.error is None and chunk.choices:
-                        choice = chunk.choices[0]
-                        delta = choice.delta
-                        if (
-                            choice.logprobs is None
-                            and delta.tool_calls is None
-                            and delta.refusal is None
-                            and delta.reasoning_content is None
-                            and delta.reasoning is None
-                            and delta.audio is None
-                            and delta.function_call is None
-                            and len(chunk.choices) == 1
-                        ):
-                            if delta.content:
-                                yield TokenDelta(delta.content)
-                            if choice.finish_reason:
-                                reason = choice.finish_reason
-                        else:
-                            chunk = None  # more than text
-                    if chunk is not None and chunk.error is None:
-                        reported = chunk.usage
-                    else:  # more than text (or an error): decoded whole
-                        events, finished, reported = _decode_any_chunk(data)
-                        for event in events:
+            if on_text is not None and detached is not None and hasattr(detached, "push"):
+                # Pushed: text deltas go to on_text from the socket's callback as they come;
+                # this generator wakes only for anything else (and the end).
+                pushed = Pushed(reader, on_text)
+                detached.push(pushed.data, pushed.end)
+                async for event in pushed.events():
+                    yield event
+            else:
+                out: list[UpstreamEvent] = []
+                reader.on_text = lambda text: out.append(TokenDelta(text))
+                reader.on_event = out.append
+                async for raw in chunks:
+                    reader.feed(raw)
+                    if out:
+                        for event in out:
                             yield event
-                        if finished:
-                            reason = finished
-                    if reported is not None:
-                        usage = _usage(reported)
+                        out.clear()
+                    if reader.done:
+                        break
+            reason, usage = reader.reason, reader.usage
         except openai.APIError as exc:
             raise _translate(exc) from exc
         except (httpx2.HTTPError, msgspec.DecodeError) as exc:
@@ -258,7 +156,7 @@ class OpenAIProvider(ModelProvider):
             # Closing the HTTP response stops the upstream generating (or, read to the end,
             # returns the connection to the pool).
             if detached is not None:
-                detached.close()
+                detached.close(drain=reader.done)
             if response is not None:
                 await response.aclose()
         yield Finish(reason, usage)
@@ -281,7 +179,7 @@ class OpenAIProvider(ModelProvider):
         if not payload.choices:
             raise UpstreamError("Upstream sent a completion without choices.")
         choice = payload.choices[0]
-        usage = _usage(payload.usage) if payload.usage is not None else Usage(0, 0, 0)
+        usage = decode_usage(payload.usage) if payload.usage is not None else Usage(0, 0, 0)
         return Completion(choice.message, choice.finish_reason or "stop", usage, choice.logprobs)
 
     async def aclose(self) -> None:

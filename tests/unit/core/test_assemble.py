@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from core.providers.assemble import MessageAssembler
@@ -107,7 +107,9 @@ class _Scripted(ModelProvider):
     async def list_models(self) -> list[str]:
         return ["m"]
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
         yield TokenDelta("Let me check. ")
         for text, fields, logprobs in _fragments():
             yield RichDelta(text, fields, logprobs)
