@@ -48,9 +48,10 @@ class Settings(BaseSettings):
     openai_max_connections: int = Field(default=10_000, ge=1)
     # Connection pools the upstream connections are spread over (httpx transport only).
     openai_pool_shards: int = Field(default=8, ge=1, le=64)
-    # The SDK's HTTP transport: "aiohttp" (the SDK's aiohttp extra; C HTTP parser, no
-    # per-read cancel scope; the stream service's default) or "httpx" (the SDK's default).
-    openai_http_client: Literal["auto", "aiohttp", "httpx"] = "auto"
+    # The SDK's HTTP transport: "push" (HTTP/1.1 on httptools, streamed bodies pushed to
+    # the stream; the stream service's default), "aiohttp" (the SDK's aiohttp extra) or
+    # "httpx" (the SDK's default, Lambda's).
+    openai_http_client: Literal["auto", "push", "aiohttp", "httpx"] = "auto"
     # Comma-separated allow-list; empty means "whatever the upstream lists".
     models: str = ""
     local_models: str = "local-model,gpt-4o-mini,gpt-4o,gpt-4.1-mini,gpt-4.1,gpt-5-mini,gpt-5"

@@ -81,3 +81,13 @@ class PrefixDispatcher:
         for runner in reversed(runners):
             await runner.shutdown()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+async def read_body(receive: Receive) -> bytes:
+    """An HTTP request's whole body, from its ASGI ``http.request`` messages."""
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)

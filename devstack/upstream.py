@@ -37,7 +37,7 @@ from typing import Any
 
 from core.errors import InvalidRequest
 from core.providers.assemble import MessageAssembler
-from devstack.dispatch import Receive, Scope, Send
+from devstack.dispatch import Receive, Scope, Send, read_body
 from devstack.upstream_replies import Reply, check_request, logprobs_of, reply_deltas
 
 
@@ -107,12 +107,7 @@ class ScriptedUpstream:
                 send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}}
             )
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.stats.requests += 1
         request = json.loads(body)
         self.last_request = request

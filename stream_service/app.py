@@ -96,7 +96,7 @@ def create_app(
         settings,
         config,
         store or build_store(settings, config),
-        provider or build_provider(settings, stream_read_timeout_s=None, http_client="aiohttp"),
+        provider or build_provider(settings, stream_read_timeout_s=None, http_client="push"),
     )
 
     voice = realtime_routes(settings, registry=engine.metrics.registry)

@@ -46,6 +46,13 @@ def build_provider(
 
         models = _split(settings.models)
         kind = http_client if settings.openai_http_client == "auto" else settings.openai_http_client
+        if kind == "push":
+            from core.providers.push_transport import PushTransport, take_body
+
+            # One upstream connection per running stream, its body pushed to the stream.
+            push = PushTransport(max_connections=settings.openai_max_connections)
+            client = sdk(DefaultAsyncHttpxClient(transport=push))
+            return OpenAIProvider(client, models, stream_read_timeout_s, detach_body=take_body)
         if kind == "aiohttp":
             from core.providers.aiohttp_transport import AiohttpTransport, detach_body
 

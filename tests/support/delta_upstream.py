@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from devstack.dispatch import Receive, Scope, Send
+from devstack.dispatch import Receive, Scope, Send, read_body
 
 
 def tool_call_deltas(
@@ -63,12 +63,7 @@ class DeltaUpstream:
             data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "t"}]
             await _send_json(send, {"object": "list", "data": data})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         request = json.loads(body)
         self.requests.append(request)
         deltas = self.deltas if request.get("tools") else [{"content": "no tools, no calls"}]

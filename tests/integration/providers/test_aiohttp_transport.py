@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from core.providers.aiohttp_transport import AiohttpTransport
+from devstack.dispatch import read_body
 from devstack.local_aws import free_port
 from devstack.upstream import ScriptedUpstream
 from tests.support.servers import ThreadServer
@@ -19,12 +20,7 @@ async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the request body and how it was framed."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     framing = f"cl={headers.get('content-length')};te={headers.get('transfer-encoding')}"
     await send({"type": "http.response.start", "status": 200, "headers": []})

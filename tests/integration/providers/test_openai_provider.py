@@ -1,5 +1,6 @@
 """The ``openai`` provider against an OpenAI-compatible server started by the test, on
-both of its HTTP transports (httpx, the SDK's default; aiohttp, the stream service's)."""
+each of its HTTP transports (httpx, the SDK's default; push, the stream service's; aiohttp,
+for proxies)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from devstack.upstream import ScriptedUpstream
 from tests.support.servers import ThreadServer
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
+@pytest.fixture(params=["httpx", "aiohttp", "push"])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -37,18 +37,27 @@ def upstream() -> Iterator[tuple[DeltaUpstream, ThreadServer]]:
         yield app, server
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
-async def provider(
-    request: pytest.FixtureRequest, upstream: tuple[DeltaUpstream, ThreadServer]
-) -> AsyncIterator[Any]:
+@pytest.fixture(params=["httpx", "aiohttp", "push"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _provider(url: str, transport: str) -> Any:
     settings = Settings(
         llm_provider="openai",
         openai_api_key="sk-test",
-        openai_base_url=f"{upstream[1].url}/v1",
+        openai_base_url=f"{url}/v1",
         openai_max_retries=0,
-        openai_http_client=request.param,
+        openai_http_client=transport,
     )
-    made = build_provider(settings)
+    return build_provider(settings)
+
+
+@pytest.fixture
+async def provider(
+    transport: str, upstream: tuple[DeltaUpstream, ThreadServer]
+) -> AsyncIterator[Any]:
+    made = _provider(upstream[1].url, transport)
     yield made
     await made.aclose()
 
@@ -140,3 +149,41 @@ async def test_a_non_streaming_completion_is_the_upstream_message_with_all_its_f
     body = completion.body("upstream-model")
     assert body["choices"][0]["message"] == completion.message
     assert body["usage"]["total_tokens"] == 88
+
+
+MIXED: list[dict[str, Any]] = [
+    {"content": "Let"},
+    {"content": " me"},
+    {"content": " check."},
+    *tool_call_deltas("get_weather", ARGS, fragments=4),
+    {"content": " Then"},
+    {"content": " more."},
+]
+
+
+async def test_text_given_to_on_text_keeps_its_place_among_the_other_deltas(
+    transport: str,
+) -> None:
+    """The stream service's path: text to a callback (pushed from the socket by the push
+    transport), the rest yielded; together they are the upstream's deltas in its order."""
+    app = DeltaUpstream(MIXED, interval_s=0.0)
+    with ThreadServer(app) as server:
+        provider = _provider(server.url, transport)
+        seen: list[tuple[str, Any]] = []
+        pushed: list[str] = []
+
+        def on_text(text: str) -> None:
+            seen.append(("text", text))
+            pushed.append(text)
+
+        async for event in provider.stream(_chat(), on_text=on_text):
+            if isinstance(event, TokenDelta):
+                seen.append(("text", event.text))
+            elif isinstance(event, RichDelta):
+                seen.append(("rich", event.fields))
+            else:
+                assert isinstance(event, Finish) and event.reason == "tool_calls"
+        await provider.aclose()
+    assert seen == [("text", d["content"]) if "content" in d else ("rich", d) for d in MIXED]
+    # only the push transport pushes; the others yield all their text
+    assert (pushed[:3] == ["Let", " me", " check."]) == (transport == "push")
