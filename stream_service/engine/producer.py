@@ -70,33 +70,22 @@ class Producer:
 
     async def run(self, stream: LiveStream, request: ChatCompletionRequest) -> None:
         timings = stream.timings
-        upstream = self.provider.stream(request)
+        on_text, on_rich = self._deltas(stream)
+        # A provider that can pushes text deltas to on_text as they arrive (from its
+        # socket's callback); it yields everything else, and every delta otherwise.
+        upstream = self.provider.stream(request, on_text)
         del request  # held by the provider until it is sent, not for the whole reply
         try:
             stream.append(EventKind.STATUS, {"state": "thinking"})
             timings.upstream_sent = time.perf_counter()
             finish: Finish | None = None
-            flush_at = self.flush_at
-            observe_gap = self.metrics.inter_token.observe
-            clock = time.perf_counter
-            safe_chars = SAFE_TEXT_CHARS
-            async for item in upstream:  # the per-token path
+            async for item in upstream:
                 if isinstance(item, Finish):
                     finish = item
-                    continue
-                now = clock()
-                if timings.last_token is None:
-                    timings.first_token = now
+                elif isinstance(item, TokenDelta):
+                    on_text(item.text)
                 else:
-                    observe_gap(now - timings.last_token)
-                timings.last_token = now
-                timings.tokens += 1
-                if isinstance(item, TokenDelta) and len(item.text) <= safe_chars:
-                    seq = stream.append_delta(item.text)  # text only: no dict per token
-                else:
-                    seq = _append_delta(stream, item)
-                if seq - stream.flushed_seq >= flush_at:
-                    self._flush_soon(stream)
+                    on_rich(item)
             if finish is not None and finish.usage.completion_tokens > 0:
                 timings.tokens = finish.usage.completion_tokens  # as the upstream counts
             self._end(stream, StreamStatus.COMPLETED, EventKind.DONE, self._done(stream, finish))
@@ -123,6 +112,47 @@ class Producer:
             stream.finished = True
             stream.wake()
             await asyncio.shield(self._on_end(stream))
+
+    def _deltas(
+        self, stream: LiveStream
+    ) -> tuple[Callable[[str], None], Callable[[RichDelta], None]]:
+        """What takes ``stream``'s deltas as they arrive: text (the per-token path, kept lean
+        on purpose: no dict, no task switch) and deltas that carry more."""
+        timings = stream.timings
+        observe_gap = self.metrics.inter_token.observe
+        clock = time.perf_counter
+        safe_chars = SAFE_TEXT_CHARS
+        flush_at = self.flush_at
+        flush_soon = self._flush_soon
+
+        def arrived() -> None:
+            now = clock()
+            if timings.last_token is None:
+                timings.first_token = now
+            else:
+                observe_gap(now - timings.last_token)
+            timings.last_token = now
+            timings.tokens += 1
+
+        def on_text(text: str) -> None:
+            if stream.stop_reason is not None:
+                return  # stopped (the task is being cancelled): nobody wants the rest
+            arrived()
+            if len(text) <= safe_chars:
+                seq = stream.append_delta(text)
+            else:
+                seq = _append_delta(stream, TokenDelta(text))
+            if seq - stream.flushed_seq >= flush_at:
+                flush_soon(stream)
+
+        def on_rich(item: RichDelta) -> None:
+            if stream.stop_reason is not None:
+                return
+            arrived()
+            if _append_delta(stream, item) - stream.flushed_seq >= flush_at:
+                flush_soon(stream)
+
+        return on_text, on_rich
 
     def _stopped(self, stream: LiveStream, reason: StopReason) -> None:
         if reason is StopReason.LEASE_LOST:

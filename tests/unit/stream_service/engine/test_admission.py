@@ -53,7 +53,9 @@ class _Upstream(LocalProvider):
         super().__init__(["local-model"], 0.0, 0.05)
         self.log = log
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
         self.log.append(UPSTREAM)
         async for item in super().stream(request):
             yield item

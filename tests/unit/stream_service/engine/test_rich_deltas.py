@@ -5,7 +5,7 @@ batches within a DynamoDB item, the OpenAI chunk format renders the fields verba
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -37,7 +37,9 @@ class _Scripted(ModelProvider):
     async def list_models(self) -> list[str]:
         return ["local-model"]
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[UpstreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
         for event in self.events:
             yield event
 

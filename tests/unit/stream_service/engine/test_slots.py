@@ -171,9 +171,9 @@ class _CountingProvider(LocalProvider):
         super().__init__(["local-model"], 0.0, 0.0)
         self.calls = 0
 
-    def stream(self, request):  # type: ignore[no-untyped-def]
+    def stream(self, request, on_text=None):  # type: ignore[no-untyped-def]
         self.calls += 1
-        return super().stream(request)
+        return super().stream(request, on_text)
 
 
 async def test_a_create_cancelled_during_its_claim_gives_the_slot_back() -> None:
