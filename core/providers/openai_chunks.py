@@ -10,7 +10,6 @@ text-only delta (the per-token path: one msgspec decode into a small struct, no 
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -195,7 +194,7 @@ class Pushed:
     def __init__(self, reader: ChunkReader, on_text: Callable[[str], None]) -> None:
         self._reader = reader
         self._direct = on_text
-        self._queue: collections.deque[UpstreamEvent] = collections.deque()
+        self._queue: list[UpstreamEvent] = []  # a list, not a deque: 56 bytes idle, not 760
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         self._error: BaseException | None = None
@@ -214,10 +213,12 @@ class Pushed:
 
     async def events(self) -> AsyncIterator[UpstreamEvent]:
         """Whatever was queued, in order, until the body ends (raises if it broke off)."""
-        queue, reader = self._queue, self._reader
+        reader = self._reader
         while True:
-            while queue:
-                yield queue.popleft()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                for event in batch:
+                    yield event
             reader.on_text = self._direct  # nothing waits: text goes straight through again
             if reader.done:
                 return

@@ -464,3 +464,16 @@ def test_https_is_verified_against_the_trusted_certificates(
         run(untrusted(url))
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         assert run(go(url)) == expected_pieces(20)
+
+
+def test_an_interim_response_is_skipped_for_the_real_one(run: Run) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    server = RawServer(lambda _: interim + b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+
+    async def go() -> tuple[int, str]:
+        async with client() as http:
+            response = await http.post(f"{server.url}/", content=b"x")
+            return response.status_code, response.text
+
+    with server:
+        assert run(go()) == (201, "ok")
