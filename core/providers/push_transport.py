@@ -9,9 +9,10 @@ host. What no client library offers is the point of it: a streamed body can be *
 step between the socket and the stream, and an idle stream holds one protocol object and
 one parser rather than a client library's request, response and reader objects.
 
-What it leaves to others: requests through a proxy (``HTTPS_PROXY``/``HTTP_PROXY``) go to
-:class:`~core.providers.aiohttp_transport.AiohttpTransport`; compressed bodies are decoded
-by httpx2 (a pushed body must be identity-encoded); HTTP/2 is not spoken (nor by aiohttp).
+What it leaves to others: requests through a proxy (``HTTPS_PROXY``/``HTTP_PROXY``), and
+HEAD requests, go to :class:`~core.providers.aiohttp_transport.AiohttpTransport`;
+compressed bodies are decoded by httpx2 (a pushed body must be identity-encoded); HTTP/2
+is not spoken (nor by aiohttp).
 Errors are raised as the ``httpx2`` request errors the SDK retries and reports.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -31,6 +34,8 @@ from core.providers.proxies import env_proxy
 if TYPE_CHECKING:
     from core.providers.aiohttp_transport import AiohttpTransport
 
+# A header carrying one of these would end the header or the request early (injection).
+_UNSAFE = re.compile(rb"[\r\n\0]")
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 # A pulled body stops reading from the socket while this much waits unread.
 _PAUSE_AT_BYTES = 256 * 1024
@@ -51,7 +56,11 @@ class PushTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
-        if url.scheme not in ("http", "https") or env_proxy(url.scheme, url.host) is not None:
+        if (
+            url.scheme not in ("http", "https")
+            or request.method == "HEAD"  # httptools cannot be told a HEAD reply has no body
+            or env_proxy(url.scheme, url.host) is not None
+        ):
             if self._proxied is None:
                 from core.providers.aiohttp_transport import AiohttpTransport
 
@@ -134,6 +143,8 @@ def take_body(response: httpx2.Response) -> StreamedBody | None:
 def _head(request: httpx2.Request, body: bytes) -> bytes:
     parts = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
+        if _UNSAFE.search(name) or _UNSAFE.search(value):
+            raise httpx2.LocalProtocolError(f"Illegal header: {name!r}", request=request)
         if name.lower() not in _FRAMING:
             parts += (name, b": ", value, b"\r\n")
     if body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
@@ -167,14 +178,15 @@ class _Pool:
         try:
             async with asyncio.timeout(wait_s):
                 await waiter
-        except TimeoutError:
-            message = "no upstream connection free in time"
-            raise httpx2.PoolTimeout(message, request=request) from None
-        except BaseException:
+        except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
-                self.give_slot()  # handed a slot as it was cancelled: pass it on
+                self.give_slot()  # handed a slot as it timed out or was cancelled: pass it on
             else:
-                self._waiting.remove(waiter)
+                with contextlib.suppress(ValueError):  # give_slot may have dropped it
+                    self._waiting.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                message = "no upstream connection free in time"
+                raise httpx2.PoolTimeout(message, request=request) from None
             raise
 
     def give_slot(self) -> None:
@@ -263,6 +275,7 @@ class _Conn(asyncio.Protocol):
         if self._response is None:  # nothing asked: a server talking out of turn
             self.close()
             return
+        self._response.started = True  # not sent again, even if this is half a status line
         try:
             self._parser.feed_data(data)
         except Exception as exc:  # httptools' HttpParserError, or a response out of turn
@@ -338,9 +351,11 @@ class _Conn(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        """At once (abort: no TLS close_notify exchange): the upstream learns now that
+        nobody wants the rest; nothing is left to send on a connection being closed."""
         self.usable = False
         if self._transport is not None:
-            self._transport.close()
+            self._transport.abort()
         self._cancel_expiry()
 
     def parked(self, keepalive_s: float) -> None:
@@ -456,8 +471,8 @@ class _Response:
             return
         if not self.started:
             self.failed(_Stale())
-        elif self.status and not self.framed:
-            self.complete()  # a body that ends when the connection does
+        elif self.status and not self.framed and exc is None:
+            self.complete()  # a body that ends when the connection does (not a reset)
         else:
             message = "peer closed connection without sending complete message body"
             self.failed(httpx2.ReadError(f"{message}: {exc}" if exc else message))
@@ -517,7 +532,8 @@ class _Response:
 
     def close(self, drain: bool) -> None:
         self._on_data = self._on_end = None
-        if self.done and not self._queued:
+        if self.done:
+            self._queued = []
             self._conn.release()
         elif drain and self.error is None:
             # The reader had all it wanted (an SSE stream's [DONE]) but the body's end had

@@ -10,6 +10,7 @@ import datetime
 import gzip
 import ipaddress
 import socket
+import struct
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -238,10 +239,19 @@ def test_a_stream_read_to_its_done_line_gives_its_connection_back(run: Run) -> N
 
 class RawServer:
     """A TCP server answering with ``answer(request_number_on_this_connection)``: bytes to
-    send (then keep reading), or None to close the connection without a word."""
+    send (then keep reading, unless they say ``Connection: close`` or the number is in
+    ``close_after``), or None to close the connection without a word; ``reset``: closed
+    with a TCP reset, not a FIN."""
 
-    def __init__(self, answer: Callable[[int], bytes | None]) -> None:
+    def __init__(
+        self,
+        answer: Callable[[int], bytes | None],
+        close_after: frozenset[int] = frozenset(),
+        reset: bool = False,
+    ) -> None:
         self.answer = answer
+        self.close_after = close_after
+        self.reset = reset
         self.port = free_port()
         self.connections = 0
         self.requests = 0
@@ -278,7 +288,10 @@ class RawServer:
                 if reply is None:
                     return
                 conn.sendall(reply)
-                if b"connection: close" in reply.lower():
+                if b"connection: close" in reply.lower() or number in self.close_after:
+                    if self.reset:
+                        linger = struct.pack("ii", 1, 0)
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                     return
 
     def __enter__(self) -> RawServer:
@@ -477,3 +490,51 @@ def test_an_interim_response_is_skipped_for_the_real_one(run: Run) -> None:
 
     with server:
         assert run(go()) == (201, "ok")
+
+
+def test_a_body_ending_with_the_connection_but_cut_by_a_reset_is_a_read_error(run: Run) -> None:
+    server = RawServer(lambda _: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial", reset=True)
+
+    async def go() -> None:
+        async with client() as http:
+            with pytest.raises(httpx2.ReadError):
+                await http.get(f"{server.url}/")
+
+    with server:
+        run(go())
+
+
+def test_a_request_half_answered_on_a_reused_connection_is_not_sent_again(run: Run) -> None:
+    # the upstream may have started on it: a POST sent twice could be two generations
+    server = RawServer(lambda n: OK if n == 1 else b"HTTP/1.1 20", close_after=frozenset({2}))
+
+    async def go() -> None:
+        async with client() as http:
+            assert (await http.post(f"{server.url}/", content=b"1")).text == "ok"
+            with pytest.raises(httpx2.ReadError):
+                await http.post(f"{server.url}/", content=b"2")
+
+    with server:
+        run(go())
+        assert (server.connections, server.requests) == (1, 2)
+
+
+def test_a_header_that_would_split_the_request_is_refused(
+    run: Run, pieces: tuple[Pieces, ThreadServer]
+) -> None:
+    async def go(url: str) -> None:
+        async with client() as http:
+            with pytest.raises(httpx2.LocalProtocolError):
+                await http.get(f"{url}/p?n=1", headers={"x-note": "a\r\nx-injected: 1"})
+
+    run(go(pieces[1].url))
+
+
+def test_head_is_answered_without_waiting_for_a_body(
+    run: Run, pieces: tuple[Pieces, ThreadServer]
+) -> None:
+    async def go(url: str) -> int:
+        async with client(read=2) as http:
+            return (await http.head(f"{url}/p?n=3")).status_code
+
+    assert run(go(pieces[1].url)) == 200
