@@ -595,7 +595,8 @@ class StreamedBody(httpx2.AsyncByteStream):
         """From now on every piece of the body goes to ``on_data`` as it arrives, from the
         socket's callback (what had arrived already, at once); then ``on_end(None)``, or
         ``on_end(error)`` if the body broke off. ``on_data`` must not block; if it raises,
-        the connection is closed and ``on_end`` gets the exception."""
+        the connection is closed and ``on_end`` gets the exception. No read timeout
+        applies: the consumer watches for a silent upstream (the engine's watchdog)."""
         assert self._response is not None
         self._response.push(on_data, on_end)
 
