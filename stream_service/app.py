@@ -20,6 +20,7 @@ from core.providers import ModelProvider, build_provider
 from core.settings import Settings, get_settings
 from stream_service.config import StreamSettings, get_stream_settings
 from stream_service.domain.chat.controller import StreamChatController
+from stream_service.domain.dependencies import StreamServices
 from stream_service.domain.ops.controller import healthz, metrics
 from stream_service.domain.rooms import (
     RoomsController,
@@ -132,6 +133,7 @@ def create_app(
     url_tokens = UrlTokens(url_keys, settings.url_token_ttl_s)
     verifier = build_verifier(settings)
     services: dict[str, Any] = {
+        "streams": StreamServices(engine, settings, config, url_tokens),
         "engine": engine,
         "settings": settings,
         "stream_config": config,

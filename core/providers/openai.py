@@ -119,15 +119,11 @@ class OpenAIProvider(ModelProvider):
             del body
             if self._detach_body is not None:
                 detached = self._detach_body(response)
-            chunks: AsyncIterator[bytes]
             if detached is not None:
                 # The httpx2 response is closed now, not its body: for as long as the reply
                 # streams, only the transport's own response stays referenced.
                 await response.aclose()
                 response = None
-                chunks = detached.chunks()
-            else:
-                chunks = response.aiter_bytes()
             if on_text is not None and detached is not None and hasattr(detached, "push"):
                 # Pushed: text deltas go to on_text from the socket's callback as they come;
                 # this generator wakes only for anything else (and the end).
@@ -136,6 +132,12 @@ class OpenAIProvider(ModelProvider):
                 async for event in pushed.events():
                     yield event
             else:
+                chunks: AsyncIterator[bytes]
+                if detached is not None:
+                    chunks = detached.chunks()
+                else:
+                    assert response is not None
+                    chunks = response.aiter_bytes()
                 out: list[UpstreamEvent] = []
                 reader.on_text = lambda text: out.append(TokenDelta(text))
                 reader.on_event = out.append

@@ -29,14 +29,15 @@ def build_provider(
     if settings.provider == "openai":
         # The SDK (and its HTTP stack) only for this provider: a large share of a cold start.
         import httpx2
-        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+        from openai import DefaultAsyncHttpxClient
 
         from core.providers.openai import OpenAIProvider
+        from core.providers.openai_client import OpenAIClient
 
         key = settings.openai_key() or "unused"  # by ARN: read now, at the first model call
 
         def sdk(http: httpx2.AsyncClient) -> AsyncOpenAI:
-            return AsyncOpenAI(
+            return OpenAIClient(
                 api_key=key,
                 base_url=settings.openai_base_url,
                 timeout=settings.openai_timeout_s,
