@@ -14,6 +14,7 @@ from core.settings import Settings, get_settings, require_safe_exposure
 from devstack.app import create_dev_app
 from devstack.batch_worker import LocalBatchWorker, ensure_local_batch_resources
 from devstack.local_aws import LocalAws
+from stream_service.transports.chunk_writer import ChunkWriterProtocol
 from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             host=args.host,
             port=args.port,
             loop="uvloop",
-            http="httptools",
+            http=ChunkWriterProtocol,  # the stream service's own (stream_service.__main__)
             log_level="warning",
             access_log=False,
             **uvicorn_ws_options(get_ws_settings(), settings.keepalive_s),

@@ -35,6 +35,7 @@ from stream_service.config import StreamSettings, get_stream_settings
 from stream_service.engine.engine import StreamEngine
 from stream_service.realtime.frames import ws_protocol
 from stream_service.realtime.settings import get_realtime_settings
+from stream_service.transports.chunk_writer import ChunkWriterProtocol
 from stream_service.transports.ws.config import get_ws_settings, uvicorn_ws_options
 from stream_service.workers import Supervisor, reuseport_socket, worker_node_id
 
@@ -149,7 +150,8 @@ def serve(args: argparse.Namespace, reuse_port: bool = False) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a way to write a stream's chunks straight to the socket
+        http=ChunkWriterProtocol,
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=max(1, int(get_stream_settings().drain_s / 3)),

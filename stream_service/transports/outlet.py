@@ -12,6 +12,8 @@ from typing import Any
 
 from litestar.types import Message, Send
 
+from stream_service.transports.chunk_writer import ChunkWriter
+
 
 class Outlet:
     """Writes a chunk on a response (or socket) from outside the task that owns it.
@@ -28,22 +30,28 @@ class Outlet:
     binds to the current task (a timeout, a cancel scope), would break it.
     """
 
-    __slots__ = ("_message", "_send", "pending")
+    __slots__ = ("_message", "_send", "_writer", "pending")
 
     def __init__(self, message: Callable[[bytes], Message] | None = None) -> None:
         self._send: Send | None = None
+        self._writer: ChunkWriter | None = None
         self.pending: _StartedSend | None = None
         # builds the ASGI message for a chunk (None: an SSE body chunk, built inline)
         self._message = message
 
-    def attach(self, send: Send) -> None:
-        """The response has started: writes may go out on ``send`` from now on."""
+    def attach(self, send: Send, writer: ChunkWriter | None = None) -> None:
+        """The response has started: writes may go out on ``send`` from now on (or, for a
+        response body, through the server's ``writer`` when it can take them at once)."""
         self._send = send
+        self._writer = writer
 
     def write(self, chunk: bytes) -> bool:
         """Send ``chunk`` now; False if it cannot go out this way (nothing was sent)."""
         if self._send is None or self.pending is not None:
             return False
+        writer = self._writer
+        if writer is not None and writer.write(chunk):
+            return True
         message = self._message
         sending = self._send(
             {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -70,6 +78,7 @@ class Outlet:
     def close(self) -> None:
         """The response is over: no more writes; a send still waiting is dropped."""
         self._send = None
+        self._writer = None
         if self.pending is not None:
             self.pending.close()
             self.pending = None

@@ -10,6 +10,7 @@ from litestar.types import Receive, Scope, Send
 
 from stream_service.engine.engine import Opened
 from stream_service.engine.reader import Signal
+from stream_service.transports.chunk_writer import chunk_writer
 from stream_service.transports.outlet import Outlet
 from stream_service.transports.sse.formats import PING, SseFormat, retry_frame
 
@@ -90,10 +91,12 @@ class EventStream:
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            writer = chunk_writer(scope)  # the socket itself, when it can take a chunk now
             if self.outlet is not None:
-                self.outlet.attach(send)
+                self.outlet.attach(send, writer)
             async for chunk in self.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if writer is None or not writer.write(chunk):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sending = False
             if self.outlet is not None:
                 await self.outlet.settle()

@@ -16,7 +16,7 @@ def test_urls_are_joined_as_the_sdk_joins_them_and_kept() -> None:
 def test_a_new_base_url_is_honoured() -> None:
     client = OpenAIClient(api_key="k", base_url="http://one:1/v1")
     assert str(client._prepare_url("/models")) == "http://one:1/v1/models"
-    client.base_url = "http://two:2/api/"  # type: ignore[assignment]
+    client.base_url = "http://two:2/api/"
     assert str(client._prepare_url("/models")) == "http://two:2/api/models"
     copy = client.with_options(base_url="http://three:3/")
     assert str(copy._prepare_url("/models")) == "http://three:3/models"
