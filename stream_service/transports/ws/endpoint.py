@@ -30,11 +30,20 @@ log = logging.getLogger("rtai.ws")
 TICKET_SCOPE = "ws"
 
 
+def authorization(scope: Any) -> str | None:
+    """The ``Authorization`` header, read from the scope: not through ``socket.headers``,
+    whose parsed copy the connection would keep for its whole life (~1.7 KB a socket)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":  # uvicorn passes the client's spelling
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def authenticate(
     socket: WebSocket[Any, Any, Any], verifier: TokenVerifier, tickets: UrlTokens
 ) -> Principal | None:
     """``Authorization: Bearer`` (non-browser clients) or ``?ticket=`` (browsers)."""
-    header = socket.headers.get("authorization")
+    header = authorization(socket.scope)
     try:
         if header:
             scheme, _, token = header.partition(" ")

@@ -1,0 +1,123 @@
+"""uvicorn's WebSocket protocol (websockets' sans-I/O implementation), lighter per socket.
+
+An idle socket is mostly what the server keeps for it. uvicorn's protocol keeps the parsed
+handshake request (so does websockets' parser) and its response for the socket's life,
+and an ``asyncio.Queue`` (three deques and an event) plus an ``asyncio.Event`` (one
+deque), each deque a 760-byte block allocated up front: ~8 KB of a ~28 KB idle socket.
+:class:`LeanWebSocketProtocol` lets go of the handshake once it is answered, and swaps
+the queue and the event for equivalents that allocate only when someone waits. uvicorn's
+own code runs unchanged (its version is pinned in the lock file;
+``tests/integration/ws/test_server_protocol.py`` checks that handshakes, frames, pings
+and closes still behave; ``make bench`` shows the memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+
+class Inbox:
+    """What uvicorn uses of ``asyncio.Queue`` (``put_nowait``, ``get``, ``empty``,
+    ``qsize``), unbounded: a list, and futures only while a reader waits."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and self._items:
+                    self._wake_next(waiter)  # it was woken, then cancelled: pass it on
+                raise
+            finally:
+                self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+    def _wake_next(self, skip: asyncio.Future[None]) -> None:
+        for waiter in self._waiters or ():
+            if waiter is not skip and not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class Flag:
+    """What uvicorn uses of ``asyncio.Event`` (``set``, ``clear``, ``is_set``, ``wait``):
+    futures only while someone waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's protocol, keeping nothing of the handshake once it is answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The scope has what the app needs of the request; nothing reads it again. The
+        # request's headers go too: websockets' parser keeps the request for good.
+        self.request = None  # type: ignore[assignment]
+        event.headers.clear()
+
+    def start_keepalive(self) -> None:
+        # called once, as the accepted handshake's response has gone out
+        super().start_keepalive()
+        self.response = None  # type: ignore[assignment]
