@@ -54,9 +54,6 @@ async def stream_reader(
     return await provide_principal(request)
 
 
-# In a handler's body, for handlers that keep to one dependency (a task group less).
-authenticate = provide_principal
-
 PRINCIPAL_DEPENDENCY = {"principal": Provide(provide_principal)}
 
 # Annotate a handler parameter named ``principal`` with this to require a bearer token.

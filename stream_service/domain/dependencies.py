@@ -25,7 +25,7 @@ class StreamServices:
     """What the handlers that start and read streams use, injected as one dependency
     (``streams``): Litestar resolves two or more dependencies of a handler in a task group
     (a task and a cancel scope each), which cost a tenth of a stream's start. These
-    handlers take the caller from :func:`core.http.auth.authenticate` in their body."""
+    handlers take the caller from :func:`core.http.auth.provide_principal` in their body."""
 
     engine: StreamEngine
     settings: Settings

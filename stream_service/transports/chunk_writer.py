@@ -57,10 +57,7 @@ class ChunkWriterProtocol(HttpToolsProtocol):
         # an upgrade (WebSocket) makes no cycle for this request: the last one is another's
         if cycle is not None and cycle.scope is self.scope:
             scope: dict[str, Any] = self.scope  # type: ignore[assignment]
-            extensions = scope.setdefault("extensions", {})
-            if extensions is None:
-                extensions = scope["extensions"] = {}
-            extensions[EXTENSION] = ChunkWriter(cycle)
+            scope.setdefault("extensions", {})[EXTENSION] = ChunkWriter(cycle)
 
 
 def chunk_writer(scope: Any) -> ChunkWriter | None:

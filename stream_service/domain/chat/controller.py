@@ -11,7 +11,7 @@ from litestar import Controller, MediaType, Request, post
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
-from core.http.auth import authenticate
+from core.http.auth import provide_principal
 from core.schemas.chat import parse_chat_request
 from stream_service.domain.dependencies import Streams
 from stream_service.engine.grace import HEADER as GRACE_HEADER
@@ -30,7 +30,7 @@ class StreamChatController(Controller):
     async def create(self, request: Request[Any, Any, Any], streams: Streams) -> ASGIApp:
         # one dependency, the caller in the body: a task group less per start (StreamServices)
         accepted = time.perf_counter()
-        principal = await authenticate(request)
+        principal = await provide_principal(request)
         chat = parse_chat_request(await request.body(), streams.settings)
         engine = streams.engine
         if not chat.stream:  # a plain completion, for clients that share one base URL

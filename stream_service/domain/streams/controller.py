@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from litestar.types import ASGIApp
 
 from core.errors import InvalidRequest
-from core.http.auth import AuthPrincipal, authenticate, stream_reader
+from core.http.auth import AuthPrincipal, provide_principal, stream_reader
 from core.schemas.chat import parse_chat_request
 from stream_service.domain.dependencies import Engine, Streams, Tokens
 from stream_service.engine.grace import HEADER as GRACE_HEADER
@@ -28,7 +28,7 @@ class StreamsController(Controller):
     @post(status_code=201)
     async def create(self, request: Request[Any, Any, Any], streams: Streams) -> dict[str, Any]:
         accepted = time.perf_counter()
-        principal = await authenticate(request)
+        principal = await provide_principal(request)
         chat = parse_chat_request(await request.body(), streams.settings)
         grace = request.headers.get(GRACE_HEADER)
         stream = await streams.engine.create(principal.sub, chat, accepted, grace_header=grace)
