@@ -103,6 +103,7 @@ async def test_a_master_restarted_only_stalls_its_own_rooms(
 ) -> None:
     a, b = make_bus(redis_cluster.url, "a"), make_bus(redis_cluster.url, "b")
     reconnects = counter(a)
+    victim: RedisServer | None = None
     try:
         await a.start()
         await b.start()
@@ -127,7 +128,9 @@ async def test_a_master_restarted_only_stalls_its_own_rooms(
         started = loop.time()
         assert await b.publish("room:r0", b"lost") is False
         assert await b.publish("room:r0", b"lost") is False
-        assert loop.time() - started < 1.0
+        # ~0.05 s here; a stall on the connect timeout would be 2 s a publish (CI's loaded
+        # machine once took 1.004 s: the bound leaves room for a busy machine, not a stall)
+        assert loop.time() - started < 2.0
 
         await asyncio.to_thread(redis_cluster.restart, victim)
         await wait_until(lambda: a.connected and b.connected, within=20)
@@ -141,6 +144,9 @@ async def test_a_master_restarted_only_stalls_its_own_rooms(
     finally:
         await a.close()
         await b.close()
+        if victim is not None and not victim.running:
+            # a failure above must not leave the module's cluster a master short
+            await asyncio.to_thread(redis_cluster.restart, victim)
 
 
 async def test_a_slot_moved_to_another_master_is_followed(
