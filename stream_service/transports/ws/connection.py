@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stream_service.transports.ws.server_protocol import FrameWriter
+
 log = logging.getLogger("rtai.ws")
 
 SendMessage = Callable[[dict[str, Any]], Awaitable[None]]
@@ -40,6 +42,7 @@ class WsConnection:
         "_buffer",
         "_buffered",
         "_closing",
+        "_direct",
         "_drained",
         "_send_message",
         "_wake",
@@ -50,7 +53,13 @@ class WsConnection:
         "user",
     )
 
-    def __init__(self, user: str, send_message: SendMessage, limit_bytes: int) -> None:
+    def __init__(
+        self,
+        user: str,
+        send_message: SendMessage,
+        limit_bytes: int,
+        direct: FrameWriter | None = None,
+    ) -> None:
         self.user = user
         self.limit = limit_bytes
         # Set by close(): nothing more is buffered and the server ends the socket. An idle
@@ -59,6 +68,9 @@ class WsConnection:
         self.close_code: int | None = None
         self._closing: asyncio.Task[None] | None = None  # the close message going out
         self._send_message = send_message
+        # the server's own writer (see server_protocol): a frame goes out in place when
+        # nothing is buffered or being sent ahead of it and the socket can take it now
+        self._direct = direct
         self._buffer: deque[bytes] | None = None
         self._buffered = 0
         self._wake: asyncio.Future[None] | None = None
@@ -84,6 +96,13 @@ class WsConnection:
         if self._buffered + len(frame) > self.limit:
             self.close(CLOSE_SLOW, "send buffer full: reconnect and resume by seq")
             return False
+        if (
+            self._direct is not None
+            and self._buffered == 0
+            and (self._writer is None or self._wake is not None)  # no send in flight
+            and self._direct.write(frame)
+        ):
+            return True
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = deque()

@@ -24,6 +24,7 @@ from stream_service.transports.ws.connection import (
 )
 from stream_service.transports.ws.hub import WsHub
 from stream_service.transports.ws.room_replies import RoomReplies
+from stream_service.transports.ws.server_protocol import frame_writer
 from stream_service.transports.ws.session import WsSession
 
 log = logging.getLogger("rtai.ws")
@@ -76,7 +77,12 @@ async def serve(
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
         return
     await socket.accept()
-    conn = WsConnection(principal.sub, socket.send, ws.send_buffer_bytes)  # type: ignore[arg-type]
+    conn = WsConnection(
+        principal.sub,
+        socket.send,  # type: ignore[arg-type]
+        ws.send_buffer_bytes,
+        frame_writer(socket.scope),
+    )
     del principal  # its claims are not held for the socket's life (~1.6 KB a socket)
     session = WsSession(conn, engine, settings, ws, rooms, replies)
     conn.start()

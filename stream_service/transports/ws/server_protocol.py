@@ -9,6 +9,14 @@ the queue and the event for equivalents that allocate only when someone waits. u
 own code runs unchanged (its version is pinned in the lock file;
 ``tests/integration/ws/test_server_protocol.py`` checks that handshakes, frames, pings
 and closes still behave; ``make bench`` shows the memory).
+
+Each accepted socket's scope also carries ``scope["extensions"]["rtai.frame_writer"]``: a
+:class:`FrameWriter` that writes a text frame to the transport at once (websockets frames
+it, as uvicorn's ``send`` would) when nothing stands in the way: the handshake is answered,
+no close was sent, the client is connected and writing is not paused. Otherwise it writes
+nothing and says so, and the caller takes the ASGI path (which waits for a paused
+transport). Per token that saves the socket's writer task a wake-up, a turn of the loop,
+two send wrappers and a decode and re-encode of the frame.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+
+EXTENSION = "rtai.frame_writer"
 
 
 class Inbox:
@@ -101,6 +112,40 @@ class Flag:
         await waiter
 
 
+class FrameWriter:
+    """``write(frame)``: one text frame (UTF-8 bytes) to an open socket, now; False if it
+    cannot go out this way (nothing was written)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, frame: bytes) -> bool:
+        protocol = self._protocol
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.handshake_complete
+            or protocol.initial_response is not None
+            or not protocol.writable.is_set()
+        ):
+            return False
+        conn = protocol.conn
+        try:
+            conn.send_text(frame)
+        except InvalidState:  # the client's close came in: the ASGI path says so
+            return False
+        protocol.transport.write(b"".join(conn.data_to_send()))
+        return True
+
+
+def frame_writer(scope: Any) -> FrameWriter | None:
+    """The socket's :class:`FrameWriter`, if its server gave one."""
+    extensions = scope.get("extensions")
+    return extensions.get(EXTENSION) if extensions else None
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's protocol, keeping nothing of the handshake once it is answered."""
 
@@ -112,6 +157,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        if not self.close_sent:  # the handshake is going to the app (not refused here)
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[EXTENSION] = FrameWriter(self)
         # The scope has what the app needs of the request; nothing reads it again. The
         # request's headers go too: websockets' parser keeps the request for good.
         self.request = None  # type: ignore[assignment]

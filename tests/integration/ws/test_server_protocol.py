@@ -1,7 +1,9 @@
 """The lean WebSocket protocol (uvicorn's, with its queue, event and handshake objects made
 lighter) on a real uvicorn server, and its queue and flag on their own: frames in order
 both ways, a refused handshake, protocol pings answered, closes both ways, a reader that
-waits, is woken, or is cancelled."""
+waits, is woken, or is cancelled; its frame writer: frames of every size in order among
+the app's ASGI sends, held back by a client that stops reading, nothing on a closed
+socket."""
 
 from __future__ import annotations
 
@@ -11,12 +13,53 @@ from typing import Any
 import pytest
 import websockets
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
-from stream_service.transports.ws.server_protocol import Flag, Inbox, LeanWebSocketProtocol
+from stream_service.transports.ws.server_protocol import (
+    Flag,
+    FrameWriter,
+    Inbox,
+    LeanWebSocketProtocol,
+    frame_writer,
+)
 from tests.support.servers import ThreadServer
 
 seen_headers: list[list[tuple[bytes, bytes]]] = []
+# what the /direct app's frame writer did: written in place, refused (paused), after close
+direct_log: dict[str, Any] = {}
+
+
+async def direct(writer: FrameWriter, receive: Any, send: Any) -> None:
+    """Frames through the writer and through the ASGI send, mixed, in one order; then
+    frames until the writer refuses (the client stopped reading), the rest by ASGI."""
+    direct_log.clear()
+    assert not writer.write(b"before accept")  # nothing goes out before the handshake
+    await send({"type": "websocket.accept"})
+    sizes = [1, 125, 126, 127, 65535, 65536, 70000]  # each of the three length encodings
+    for n, size in enumerate(sizes):
+        body = (f"{n}:".encode() + b"d" * size)[:size] if size > 3 else str(n).encode()
+        if n % 2:
+            await send({"type": "websocket.send", "text": body.decode()})
+        else:
+            assert writer.write(body)
+    assert (await receive())["text"] == "stop reading"
+    written = refused = 0
+    while written < 4096:  # 64 MiB: far past what the kernel's buffers hold
+        if not writer.write(b"f%06d" % written + b"x" * 16 * 1024):
+            refused += 1
+            break
+        written += 1
+    direct_log["written"] = written
+    direct_log["refused"] = refused
+    # what the writer refused goes by the ASGI send, which waits for the client
+    await send({"type": "websocket.send", "text": "after pause"})
+    message = await receive()
+    assert message["type"] == "websocket.disconnect"
+    direct_log["after_close"] = writer.write(b"too late")
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -24,6 +67,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     assert (await receive())["type"] == "websocket.connect"
     seen_headers.append(list(scope["headers"]))
+    if scope["path"] == "/direct":
+        writer = frame_writer(scope)
+        assert writer is not None
+        await direct(writer, receive, send)
+        return
     if scope["path"] == "/refuse":
         await send({"type": "websocket.close", "code": 1008})
         return
@@ -91,6 +139,83 @@ async def test_a_client_close_reaches_the_app(server: ThreadServer) -> None:
         async with connect(url) as ws:
             await ws.send("x")
             assert await ws.recv() == "x:0"
+
+
+class SlowClient:
+    """A WebSocket client that reads the socket only when asked (websockets' sans-I/O
+    protocol over an asyncio stream): between reads the server meets real backpressure."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        self.protocol = ClientProtocol(self.uri, max_size=None)
+        self.frames: list[str] = []
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.uri.host, self.uri.port, limit=65536
+        )
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.state is not State.OPEN:
+            await self._read()
+
+    def _flush(self) -> None:
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+
+    async def _read(self) -> None:
+        data = await asyncio.wait_for(self.reader.read(1 << 20), 10)
+        self.protocol.receive_data(data) if data else self.protocol.receive_eof()
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                self.frames.append(event.data.decode())
+        self._flush()  # pongs, the close answer
+
+    async def recv(self, count: int) -> list[str]:
+        while len(self.frames) < count:
+            await self._read()
+        got, self.frames = self.frames[:count], self.frames[count:]
+        return got
+
+    def send(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        self._flush()
+
+    async def close(self) -> None:
+        self.protocol.send_close(1000)
+        self._flush()
+        while self.protocol.state is not State.CLOSED:
+            await self._read()
+        self.writer.close()
+
+
+async def test_the_frame_writer_keeps_order_and_holds_back_for_a_slow_client(
+    server: ThreadServer,
+) -> None:
+    client = SlowClient(server.url.replace("http", "ws") + "/direct")
+    await client.open()
+    sizes = [1, 125, 126, 127, 65535, 65536, 70000]
+    expected = [
+        (f"{n}:" + "d" * size)[:size] if size > 3 else str(n) for n, size in enumerate(sizes)
+    ]
+    assert await client.recv(len(sizes)) == expected
+    # the client stops reading: the writer must stop writing in place once the transport
+    # pauses (what the kernel's buffers and the transport's 64 KiB hold), not go on
+    client.send("stop reading")
+    for _ in range(200):
+        if "written" in direct_log:
+            break
+        await asyncio.sleep(0.05)
+    assert direct_log["refused"] == 1
+    assert 0 < direct_log["written"] < 2048  # 16 KiB frames: under 32 MiB in place
+    frames = await client.recv(direct_log["written"] + 1)
+    assert [f[:7] for f in frames[:-1]] == [f"f{n:06d}" for n in range(direct_log["written"])]
+    assert frames[-1] == "after pause"
+    await client.close()
+    for _ in range(100):
+        if "after_close" in direct_log:
+            break
+        await asyncio.sleep(0.02)
+    assert direct_log["after_close"] is False
 
 
 async def test_inbox_hands_items_over_in_order_to_a_waiting_reader() -> None:

@@ -88,3 +88,44 @@ async def test_overflow_closes_with_4008_and_keeps_memory_bounded() -> None:
     socket.gate.set()
     await conn.stop()
     assert socket.closes() == [CLOSE_SLOW]
+
+
+class Direct:
+    """The server's frame writer: writes into the same record as the socket, in place,
+    while ``open`` (a transport that takes writes now)."""
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.open = True
+        self.written = 0
+
+    def write(self, frame: bytes) -> bool:
+        if not self.open:
+            return False
+        self.socket.sent.append({"type": "websocket.send", "text": frame.decode()})
+        self.written += 1
+        return True
+
+
+async def test_frames_go_out_in_place_and_never_overtake_a_buffered_one() -> None:
+    socket = Socket()
+    direct = Direct(socket)
+    conn = WsConnection("alice", socket.send, 1024 * 1024, direct)  # type: ignore[arg-type]
+    conn.start()
+    assert conn.send(b"1") and conn.send(b"2")
+    assert direct.written == 2 and conn.buffered_bytes == 0  # no task, no buffer
+    direct.open = False  # the transport paused: the next frames wait in the buffer
+    socket.gate.clear()  # and the client reads slowly: a send stays in flight
+    assert conn.send(b"3")
+    await asyncio.sleep(0)  # the writer took "3" from the buffer; its send waits
+    assert conn.buffered_bytes == 0
+    direct.open = True  # writable again, but "3" is still being sent: "4" must queue
+    assert conn.send(b"4") and conn.send(b"5")
+    assert direct.written == 2
+    socket.gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert conn.send(b"6")  # the buffer emptied and the writer waits: in place again
+    assert direct.written == 3
+    assert socket.texts() == ["1", "2", "3", "4", "5", "6"]
+    await conn.stop()
