@@ -44,6 +44,7 @@ from devstack.upstream_replies import Reply, check_request, logprobs_of, reply_d
 @dataclass
 class UpstreamStats:
     requests: int = 0
+    model_lists: int = 0  # GET /v1/models
     streams_started: int = 0
     streams_completed: int = 0
     disconnects: int = 0
@@ -97,6 +98,7 @@ class ScriptedUpstream:
                     return
         path = scope["path"].rstrip("/")
         if scope["method"] == "GET" and path.endswith("/models"):
+            self.stats.model_lists += 1
             data = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.models
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -74,18 +75,37 @@ class OpenAIProvider(ModelProvider):
         # SDK's objects for the request let go of at once); else httpx2 reads it.
         self._detach_body = detach_body
         self._cached: tuple[float, list[str]] | None = None
+        # the model list being fetched: every caller meanwhile waits for this one fetch
+        # (1,000 streams starting at once, or at each TTL expiry, make one upstream call)
+        self._fetching: asyncio.Future[list[str]] | None = None
 
     async def list_models(self) -> list[str]:
         if self._allowed:
             return list(self._allowed)
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > _MODELS_TTL_S:
-            try:
-                page = await self.client.models.list()
-            except openai.APIError as exc:
-                raise _translate(exc) from exc
-            self._cached = (now, [m.id for m in page.data])
-        return list(self._cached[1])
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] <= _MODELS_TTL_S:
+            return list(cached[1])
+        fetching = self._fetching
+        if fetching is None:
+            fetching = self._fetching = asyncio.ensure_future(self._fetch_models())
+            fetching.add_done_callback(self._fetched)
+        # shielded: one caller cancelled (its client left) does not cancel the others' fetch
+        return list(await asyncio.shield(fetching))
+
+    async def _fetch_models(self) -> list[str]:
+        try:
+            page = await self.client.models.list()
+        except openai.APIError as exc:
+            raise _translate(exc) from exc
+        models = [m.id for m in page.data]
+        self._cached = (time.monotonic(), models)
+        return models
+
+    def _fetched(self, fetching: asyncio.Future[list[str]]) -> None:
+        if self._fetching is fetching:
+            self._fetching = None  # a failed fetch is not kept: the next call tries again
+        if not fetching.cancelled():
+            fetching.exception()  # retrieved here too: every waiter may have gone
 
     async def stream(
         self, request: ChatCompletionRequest, on_text: Callable[[str], None] | None = None

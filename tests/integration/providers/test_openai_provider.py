@@ -81,6 +81,41 @@ async def test_stream_and_complete(
     assert await provider.list_models() == ["upstream-model", "flaky-model"]
 
 
+async def test_streams_starting_at_once_share_one_model_list_fetch(
+    upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
+) -> None:
+    app, server = upstream
+    provider = make_provider(server.url)
+    # 200 streams start at once on a cold cache: one GET /v1/models, not 200
+    checks = [provider.require_model("upstream-model") for _ in range(200)]
+    await asyncio.gather(*checks)
+    assert app.stats.model_lists == 1
+    # one of them leaving mid-fetch (its client gone) fails no other
+    provider._cached = None
+    first = asyncio.ensure_future(provider.has_model("flaky-model"))
+    rest = [asyncio.ensure_future(provider.has_model("flaky-model")) for _ in range(20)]
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await asyncio.gather(*rest) == [True] * 20
+    assert app.stats.model_lists == 2
+    with pytest.raises(NotFound):
+        await provider.require_model("no-such-model")
+    assert app.stats.model_lists == 2  # within the TTL: the cached list answers
+
+
+async def test_a_failed_model_list_fails_every_waiter_and_is_not_kept(
+    make_provider: Callable[..., Any],
+) -> None:
+    provider = make_provider("http://127.0.0.1:9")  # nothing listens there
+    for _ in range(2):  # the second round tries again rather than reusing the failure
+        results = await asyncio.wait_for(
+            asyncio.gather(*(provider.list_models() for _ in range(20)), return_exceptions=True),
+            30,
+        )
+        assert all(isinstance(r, UpstreamError) for r in results), results
+        assert provider._fetching is None
+
+
 async def test_cancel_mid_stream_closes_upstream_connection(
     upstream: tuple[ScriptedUpstream, ThreadServer], make_provider: Callable[..., Any]
 ) -> None:
