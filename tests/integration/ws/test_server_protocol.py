@@ -8,12 +8,14 @@ socket."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
@@ -25,6 +27,7 @@ from stream_service.transports.ws.server_protocol import (
     Inbox,
     LeanWebSocketProtocol,
     frame_writer,
+    text_frame,
 )
 from tests.support.servers import ThreadServer
 
@@ -49,7 +52,8 @@ async def direct(writer: FrameWriter, receive: Any, send: Any) -> None:
     assert (await receive())["text"] == "stop reading"
     written = refused = 0
     while written < 4096:  # 64 MiB: far past what the kernel's buffers hold
-        if not writer.write(b"f%06d" % written + b"x" * 16 * 1024):
+        # 16 KiB that do not compress (each new: deflate remembers the last 32 KiB)
+        if not writer.write(b"f%06d" % written + os.urandom(8192).hex().encode()):
             refused += 1
             break
         written += 1
@@ -145,9 +149,10 @@ class SlowClient:
     """A WebSocket client that reads the socket only when asked (websockets' sans-I/O
     protocol over an asyncio stream): between reads the server meets real backpressure."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, deflate: bool = False) -> None:
         self.uri = parse_uri(url)
-        self.protocol = ClientProtocol(self.uri, max_size=None)
+        extensions = [ClientPerMessageDeflateFactory()] if deflate else None
+        self.protocol = ClientProtocol(self.uri, max_size=None, extensions=extensions)
         self.frames: list[str] = []
 
     async def open(self) -> None:
@@ -188,11 +193,13 @@ class SlowClient:
         self.writer.close()
 
 
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "permessage-deflate"])
 async def test_the_frame_writer_keeps_order_and_holds_back_for_a_slow_client(
-    server: ThreadServer,
+    server: ThreadServer, deflate: bool
 ) -> None:
-    client = SlowClient(server.url.replace("http", "ws") + "/direct")
+    client = SlowClient(server.url.replace("http", "ws") + "/direct", deflate)
     await client.open()
+    assert bool(client.protocol.extensions) is deflate
     sizes = [1, 125, 126, 127, 65535, 65536, 70000]
     expected = [
         (f"{n}:" + "d" * size)[:size] if size > 3 else str(n) for n, size in enumerate(sizes)
@@ -216,6 +223,12 @@ async def test_the_frame_writer_keeps_order_and_holds_back_for_a_slow_client(
             break
         await asyncio.sleep(0.02)
     assert direct_log["after_close"] is False
+
+
+def test_a_text_frame_is_the_bytes_websockets_would_send() -> None:
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        data = "é".encode() + b"x" * size
+        assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
 
 
 async def test_inbox_hands_items_over_in_order_to_a_waiting_reader() -> None:
