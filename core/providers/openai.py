@@ -86,7 +86,9 @@ class OpenAIProvider(ModelProvider):
         if cached is not None and time.monotonic() - cached[0] <= _MODELS_TTL_S:
             return list(cached[1])
         fetching = self._fetching
-        if fetching is None:
+        # a fetch is shared on its own event loop (another loop, e.g. a test client's,
+        # starts its own: a future cannot be awaited across loops)
+        if fetching is None or fetching.get_loop() is not asyncio.get_running_loop():
             fetching = self._fetching = asyncio.ensure_future(self._fetch_models())
             fetching.add_done_callback(self._fetched)
         # shielded: one caller cancelled (its client left) does not cancel the others' fetch

@@ -3,7 +3,9 @@ empties it.
 
 Everything bound for the client (stream events written by a producer directly, frames of
 readers catching up, room traffic from the bus) is handed to :meth:`WsConnection.send`,
-which never waits: it appends to the buffer and wakes the writer. A client that stops
+which never waits: it writes the frame to the socket in place when nothing is buffered or
+being sent ahead of it and the socket can take it now (the server's frame writer), else
+appends it to the buffer and wakes the writer. A client that stops
 reading lets the buffer fill; past ``WS_SEND_BUFFER_BYTES`` the socket is closed with
 4008, which tells the client to reconnect and resume by ``seq``. Memory per connection
 stays bounded whatever the client does.
@@ -133,6 +135,7 @@ class WsConnection:
         if self.close_code is not None:
             return
         self.close_code = code  # nothing more is buffered from now on
+        self._direct = None  # nor written in place
         if self.on_close is not None:
             self.on_close()
         if not flush:
@@ -148,7 +151,8 @@ class WsConnection:
 
     async def _close(self, code: int, reason: str, flush: bool) -> None:
         writer = self._writer
-        if flush and self._buffer and writer is not None and not writer.done():
+        in_flight = self._wake is None  # the writer took a frame whose send has not ended
+        if flush and writer is not None and not writer.done() and (self._buffer or in_flight):
             self._drained = asyncio.Event()  # the writer sets it once the buffer is empty
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), FLUSH_S)
@@ -165,6 +169,7 @@ class WsConnection:
             with contextlib.suppress(Exception):  # a timeout, or the close failed
                 # shielded: on timeout the close goes on, this only stops waiting
                 await asyncio.wait_for(asyncio.shield(closing), close_wait_s)
+        self._direct = None
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -52,13 +52,14 @@ async def direct(writer: FrameWriter, receive: Any, send: Any) -> None:
     assert (await receive())["text"] == "stop reading"
     written = refused = 0
     while written < 4096:  # 64 MiB: far past what the kernel's buffers hold
-        # 16 KiB that do not compress (each new: deflate remembers the last 32 KiB)
+        # 16 KiB that deflate halves at best (random hex, new each time: deflate would
+        # find a repeated block in the last 32 KiB)
         if not writer.write(b"f%06d" % written + os.urandom(8192).hex().encode()):
             refused += 1
             break
         written += 1
-    direct_log["written"] = written
     direct_log["refused"] = refused
+    direct_log["written"] = written  # last: the test waits for it (another thread)
     # what the writer refused goes by the ASGI send, which waits for the client
     await send({"type": "websocket.send", "text": "after pause"})
     message = await receive()
@@ -227,8 +228,9 @@ async def test_the_frame_writer_keeps_order_and_holds_back_for_a_slow_client(
 
 def test_a_text_frame_is_the_bytes_websockets_would_send() -> None:
     for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
-        data = "é".encode() + b"x" * size
-        assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
+        for data in (b"x" * size, ("é" * size).encode()[:size]):  # each length's edges
+            assert len(data) == size
+            assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
 
 
 async def test_inbox_hands_items_over_in_order_to_a_waiting_reader() -> None:

@@ -59,6 +59,22 @@ async def test_a_plain_close_drops_what_is_buffered() -> None:
     assert socket.closes() == [1012]
 
 
+async def test_a_flushing_close_waits_for_the_frame_being_sent() -> None:
+    socket = Socket()
+    socket.gate.clear()  # the transport is paused
+    conn = WsConnection("alice", socket.send, 1024 * 1024)
+    conn.start()
+    assert conn.send(b'{"last":1}')
+    await asyncio.sleep(0)  # the writer took it from the buffer; its send waits
+    assert conn.buffered_bytes == 0
+    conn.close(CLOSE_POLICY, "slow down", flush=True)
+    await asyncio.sleep(0.05)
+    socket.gate.set()  # the client reads again within FLUSH_S
+    await conn.stop()
+    assert socket.texts() == ['{"last":1}']  # sent, then the close
+    assert socket.closes() == [CLOSE_POLICY]
+
+
 async def test_a_flushing_close_to_a_client_that_does_not_read_is_bounded() -> None:
     socket = Socket()
     socket.gate.clear()
